@@ -1,0 +1,177 @@
+"""`DistillationTrainer`: a `Trainer` whose loss distils a frozen teacher into the trained model (the student)."""
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import logging
+
+from . import losses
+from .config import DistillationConfig
+from .layer_mapping import LayerMap, parse_layer_list, pkd_layer_map
+
+logger = logging.get_logger(__name__)
+
+# Batch columns that are not model inputs: `idx` keys the example (teacher cache, augmented data).
+_NON_MODEL_COLUMNS = ("labels", "idx")
+
+
+def num_executed_layers(model: PreTrainedModel) -> int:
+    """Transformer layers a forward pass runs: `config.num_executed_layers` for students that reuse layers (SPS),
+    else `config.num_hidden_layers`. It is the number of hidden states minus one (the embedding output)."""
+    config = model.config
+    return getattr(config, "num_executed_layers", None) or config.num_hidden_layers
+
+
+class DistillationTrainer(Trainer):
+    """`Trainer` for a student model distilled from `teacher_model`.
+
+    Use it like `Trainer`, with a `DistillationConfig` as `args` and the teacher as an extra argument:
+
+    ```python
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=DistillationConfig(...),
+                                  train_dataset=..., eval_dataset=..., processing_class=tokenizer)
+    trainer.train()
+    ```
+
+    The teacher runs in eval mode without gradients on the student's device; it is never trained and never part of
+    a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`, `loss_pkd`, with `eval_` variants).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | nn.Module | None = None,
+        teacher_model: PreTrainedModel | str | None = None,
+        args: DistillationConfig | None = None,
+        **kwargs,
+    ):
+        if args is None:
+            args = DistillationConfig()
+        if not isinstance(args, DistillationConfig):
+            raise ValueError(
+                f"`args` must be a `DistillationConfig` (it carries the method and loss weights), got "
+                f"{type(args).__name__}. Build one with `DistillationConfig(output_dir=..., method=...)`."
+            )
+        if model is None:
+            raise ValueError("`model` (the student) is required.")
+        if teacher_model is None:
+            raise ValueError("`teacher_model` is required: pass the fine-tuned teacher model or its path/Hub id.")
+        if isinstance(teacher_model, str):
+            teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_model)
+        _check_compatible(teacher_model, model)
+        super().__init__(model=model, args=args, **kwargs)
+        # Our compute_loss divides summed per-example losses by the number of examples of the whole accumulated
+        # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
+        self.model_accepts_loss_kwargs = True
+        self.teacher = self._prepare_teacher(teacher_model)
+        self.pkd_map: LayerMap = self._resolve_pkd_map(model) if args.method == "pkd" else []
+        self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    def _prepare_teacher(self, teacher: PreTrainedModel) -> PreTrainedModel:
+        teacher = teacher.to(self.args.device)
+        teacher.eval()
+        teacher.requires_grad_(False)
+        return teacher
+
+    def _resolve_pkd_map(self, student: PreTrainedModel) -> LayerMap:
+        layer_map = pkd_layer_map(
+            self.args.pkd_strategy,
+            num_teacher_layers=num_executed_layers(self.teacher),
+            num_student_layers=num_executed_layers(student),
+            teacher_layers=parse_layer_list(self.args.pkd_layer_map, "pkd_layer_map"),
+        )
+        logger.info("PKD layer map (student layer -> teacher layer): %s", layer_map)
+        return layer_map
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "idx" not in self._signature_columns:
+            self._signature_columns.append("idx")
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """Examples (rows) in the accumulated batch, summed over processes: every term is a per-example mean."""
+        if not batch_samples or "input_ids" not in batch_samples[0]:
+            return None
+        count = torch.tensor(sum(len(batch["input_ids"]) for batch in batch_samples), device=device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.gather(count).sum()
+        return count
+
+    # -- loss ----------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.get("labels")
+        model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
+        needs_hidden = bool(self.pkd_map)
+        student_outputs = model(**model_inputs, output_hidden_states=needs_hidden)
+        with torch.no_grad():
+            teacher_outputs = self.teacher(**model_inputs, output_hidden_states=needs_hidden)
+
+        terms = self._loss_terms(student_outputs, teacher_outputs, labels)
+        batch_size = student_outputs.logits.size(0)
+        denominator = num_items_in_batch if num_items_in_batch is not None else batch_size
+        loss = sum(weight * value for weight, value in terms.values()) / denominator
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # DDP averages gradients over processes while the denominator already counts every process's examples.
+            loss = loss * self.accelerator.num_processes
+
+        buffer = self._term_buffer["train" if model.training else "eval"]
+        for name, (_, value) in terms.items():
+            buffer[name].append(value.detach() / batch_size)
+        if return_outputs:
+            return loss, SequenceClassifierOutput(loss=loss, logits=student_outputs.logits)
+        return loss
+
+    def _loss_terms(self, student_outputs, teacher_outputs, labels) -> dict[str, tuple[float, torch.Tensor]]:
+        """Each term as `(weight, sum over the batch of per-example values)`."""
+        args = self.args
+        student_logits, teacher_logits = student_outputs.logits, teacher_outputs.logits
+        if student_logits.size(-1) == 1:  # regression: squared error to the teacher's prediction replaces KL
+            distill = losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum")
+        else:
+            distill = losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum")
+        terms = {"loss_kd": (args.alpha, distill)}
+        if labels is not None and args.alpha < 1.0:
+            terms["loss_ce"] = (1.0 - args.alpha, losses.hard_label_loss(student_logits, labels, reduction="sum"))
+        if self.pkd_map:
+            student_cls = torch.stack([student_outputs.hidden_states[s][:, 0] for s, _ in self.pkd_map], dim=1)
+            teacher_cls = torch.stack([teacher_outputs.hidden_states[t][:, 0] for _, t in self.pkd_map], dim=1)
+            terms["loss_pkd"] = (
+                args.beta,
+                losses.patient_loss(student_cls, teacher_cls, normalize=args.normalize_patience, reduction="sum"),
+            )
+        return terms
+
+    # -- logging -------------------------------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        buffer = self._term_buffer[mode]
+        for name, values in buffer.items():
+            logs[prefix + name] = torch.stack(values).mean().item()
+        buffer.clear()
+        super().log(logs, start_time)
+
+
+def _check_compatible(teacher: PreTrainedModel, student: nn.Module) -> None:
+    """Fail before training when teacher and student cannot be compared on the same batches."""
+    student_config = getattr(student, "config", None)
+    if student_config is None:
+        return
+    if teacher.config.num_labels != student_config.num_labels:
+        raise ValueError(
+            f"The teacher predicts {teacher.config.num_labels} labels but the student (`model`) predicts "
+            f"{student_config.num_labels}. Build the student with `num_labels={teacher.config.num_labels}`, or use "
+            "the teacher fine-tuned on this task."
+        )
+    teacher_vocab, student_vocab = teacher.config.vocab_size, getattr(student_config, "vocab_size", None)
+    if student_vocab is not None and teacher_vocab != student_vocab:
+        raise ValueError(
+            f"Teacher and student read the same `input_ids` but their vocabularies differ (teacher vocab_size="
+            f"{teacher_vocab}, student vocab_size={student_vocab}). Build the student with the teacher's tokenizer."
+        )

