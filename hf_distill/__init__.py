@@ -1,8 +1,38 @@
 """hf_distill: knowledge distillation for BERT-family models as a Hugging Face `Trainer` extension."""
 
+from . import losses
 from .config import METHOD_PRESETS, DistillationConfig
+from .data import GLUE_TASKS, TaskSpec, build_compute_metrics, get_task, load_task_dataset, tokenize_dataset
+from .students import (
+    BiLSTMConfig,
+    BiLSTMForSequenceClassification,
+    SPSBertConfig,
+    SPSBertForSequenceClassification,
+    build_bilstm_student,
+    build_sps_student,
+    build_student_from_teacher,
+)
 from .trainer import DistillationTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["DistillationConfig", "DistillationTrainer", "METHOD_PRESETS", "__version__"]
+__all__ = [
+    "GLUE_TASKS",
+    "METHOD_PRESETS",
+    "BiLSTMConfig",
+    "BiLSTMForSequenceClassification",
+    "DistillationConfig",
+    "DistillationTrainer",
+    "SPSBertConfig",
+    "SPSBertForSequenceClassification",
+    "TaskSpec",
+    "build_bilstm_student",
+    "build_compute_metrics",
+    "build_sps_student",
+    "build_student_from_teacher",
+    "get_task",
+    "load_task_dataset",
+    "losses",
+    "tokenize_dataset",
+    "__version__",
+]

@@ -1,0 +1,183 @@
+"""What `run_glue_teacher.py` and `run_distill.py` share: data arguments, config-file parsing, checks made before
+any heavy work, atomic result files and the closing summary table."""
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
+from transformers.utils import logging
+
+from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
+from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
+
+logger = logging.get_logger(__name__)
+
+CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+@dataclass
+class DataArguments:
+    """Which task and data to train and evaluate on."""
+
+    task_name: str | None = field(
+        default=None,
+        metadata={"help": "GLUE task: sst2, mrpc, rte, cola, stsb, qqp, mnli, qnli, wnli (GLUE spellings accepted)."},
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "A local GLUE task folder in the original TSV layout (train.tsv, dev.tsv)."}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "A csv/tsv/json(l) training file."})
+    validation_file: str | None = field(default=None, metadata={"help": "A csv/tsv/json(l) validation file."})
+    text_columns: str | None = field(
+        default=None, metadata={"help": "With --train_file: one or two comma-separated text column names."}
+    )
+    label_column: str | None = field(
+        default=None, metadata={"help": "With --train_file: the label column (default 'label')."}
+    )
+    dataset_name: str = field(default="nyu-mll/glue", metadata={"help": "Hub dataset used when no files are given."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first n training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first n validation examples."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a finished run."}
+    )
+
+    def text_column_list(self) -> tuple[str, ...] | None:
+        if not self.text_columns:
+            return None
+        return tuple(name.strip() for name in self.text_columns.split(",") if name.strip())
+
+
+def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
+    """Flags, or one JSON/YAML file holding the same keys (`python run_distill.py examples/kd.yaml`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser(dataclass_types)
+    if len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES):
+        path = os.path.abspath(argv[0])
+        if not os.path.isfile(path):
+            raise ValueError(f"Config file {argv[0]!r} does not exist. Pass an existing .json/.yaml file or flags.")
+        if path.endswith(".json"):
+            return parser.parse_json_file(path)
+        return parser.parse_yaml_file(path)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuse to mix a new run into a finished one."""
+    results = Path(output_dir) / "all_results.json"
+    if results.exists() and not overwrite:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} already holds a finished run ({results.name}). Choose another "
+            "`--output_dir` or pass `--overwrite_output_dir`."
+        )
+
+
+def load_data(data_args: DataArguments, tokenizer, seed: int):
+    """Load the task's splits and tokenise them: returns `(raw, tokenized, task)`."""
+    raw, task = load_task_dataset(
+        data_args.task_name,
+        data_dir=data_args.data_dir,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        text_columns=data_args.text_column_list(),
+        label_column=data_args.label_column,
+        dataset_name=data_args.dataset_name,
+        max_train_samples=data_args.max_train_samples,
+        max_eval_samples=data_args.max_eval_samples,
+        seed=seed,
+    )
+    tokenized = tokenize_dataset(raw, tokenizer, task.text_columns, data_args.max_seq_length)
+    return raw, tokenized, task
+
+
+def _has_default_label_names(config: PretrainedConfig) -> bool:
+    return all(name == f"LABEL_{i}" for i, name in config.id2label.items())
+
+
+def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: str) -> None:
+    """A fine-tuned model must predict the task's labels in the dataset's order (MNLI orders differ by source)."""
+    if config.num_labels != task.num_labels:
+        raise ValueError(
+            f"`{argument}` predicts {config.num_labels} labels but task {task.name!r} has {task.num_labels}. "
+            "Use a model fine-tuned on this task (run_glue_teacher.py)."
+        )
+    if task.label_names is None or _has_default_label_names(config):
+        return
+    model_names = [config.id2label[i] for i in range(config.num_labels)]
+    if [name.lower() for name in model_names] != [name.lower() for name in task.label_names]:
+        raise ValueError(
+            f"`{argument}` labels are {model_names} (id2label order) but the dataset's are {list(task.label_names)}. "
+            "The label ids would be compared in the wrong order: fine-tune the model on this dataset, or fix its "
+            "config's id2label/label2id."
+        )
+
+
+def label_config(task: TaskSpec) -> dict[str, Any]:
+    """`from_pretrained` kwargs that give a model the task's labels."""
+    if task.label_names is None:
+        return {"num_labels": 1, "problem_type": "regression"}
+    return {
+        "num_labels": task.num_labels,
+        "id2label": dict(enumerate(task.label_names)),
+        "label2id": {name: i for i, name in enumerate(task.label_names)},
+    }
+
+
+def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset, data_collator, task: TaskSpec):
+    """Dev metrics of a model that is not being trained (the teacher), through a plain `Trainer`."""
+    trainer = Trainer(
+        model=model,
+        args=args,
+        eval_dataset=eval_dataset,
+        data_collator=data_collator,
+        compute_metrics=build_compute_metrics(task),
+    )
+    return trainer.evaluate(metric_key_prefix="eval")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def model_summary_row(
+    name: str, model: PreTrainedModel, metrics: dict[str, float], task: TaskSpec, tokenizer, args, saved_dir
+) -> dict[str, Any]:
+    """One row of the closing table: dev metric, parameters, size on disk and median latency per eval batch."""
+    batch = make_latency_batch(tokenizer, args.per_device_eval_batch_size, 64, model.device)
+    if "token_type_ids" not in getattr(tokenizer, "model_input_names", ["token_type_ids"]):
+        batch.pop("token_type_ids", None)
+    return {
+        "model": name,
+        task.main_metric: metrics.get(f"eval_{task.main_metric}"),
+        "parameters (M)": count_parameters(model) / 1e6,
+        "size on disk (MB)": directory_size_mb(saved_dir) if saved_dir and Path(saved_dir).is_dir() else None,
+        f"latency / batch of {args.per_device_eval_batch_size}×64 (ms)": measure_latency(model, batch),
+    }
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of the rows plus a speed-up column relative to the first row (the teacher)."""
+    latency_key = next(key for key in rows[0] if key.startswith("latency"))
+    for row in rows:
+        row["speed-up"] = rows[0][latency_key] / row[latency_key]
+    return format_markdown_table(rows, list(rows[0]))
+

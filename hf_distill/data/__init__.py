@@ -1,0 +1,13 @@
+from .glue import GLUE_TASKS, TaskSpec, get_task, load_task_dataset, tokenize_dataset
+from .metrics import build_compute_metrics, compute_glue_metrics, load_glue_metric
+
+__all__ = [
+    "GLUE_TASKS",
+    "TaskSpec",
+    "build_compute_metrics",
+    "compute_glue_metrics",
+    "get_task",
+    "load_glue_metric",
+    "load_task_dataset",
+    "tokenize_dataset",
+]

@@ -1,0 +1,379 @@
+"""TinyBERT's data augmentation (Jiao et al. 2020, Algorithm 1) and a generic driver over `datasets`.
+
+An *augmenter* is any object with `augment(text, rng) -> list[str]` returning new, unique variants of one sentence
+(never the sentence itself). `TinyBertAugmenter` implements Algorithm 1; `augment_dataset` applies any augmenter to
+a `datasets.Dataset`, keeping every original row and copying the other columns onto the variants.
+
+Differences from the reference implementation, all deliberate:
+- All maskable words of a sentence go through the masked LM in one batched forward (the reference runs one
+  forward per word, the slowest part of its pipeline); only the masked positions' vocabulary logits are computed.
+- `##` pieces, special tokens and the word itself are removed *before* taking the top K, so every single-piece word
+  gets exactly K candidates (the reference filters `##` pieces after its top K and keeps the word itself).
+- Pair tasks: each side is augmented with the other side unchanged (the reference pairs the second side's variants
+  with the first side's last variant).
+- Without a GloVe file, multi-piece words take their neighbours from the masked LM's own input embeddings
+  (`WordEmbeddings.from_mlm_input_embeddings`) so augmentation works offline; the paper uses GloVe.
+"""
+
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForMaskedLM, AutoTokenizer, BasicTokenizer, PreTrainedModel
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+AUGMENTED_COLUMN = "augmented"
+
+# NLTK's English stop words (the list TinyBERT's reference uses), alphabetic entries only: the others can never be
+# candidates because candidates must be alphabetic.
+DEFAULT_STOPWORDS = frozenset(
+    """
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself
+    it its itself they them their theirs themselves what which who whom this that these those am is are was were be
+    been being have has had having do does did doing a an the and but if or because as until while of at by for
+    with about against between into through during before after above below to from up down in out on off over
+    under again further then once here there when where why how all any both each few more most other some such no
+    nor not only own same so than too very s t can will just don should now d ll m o re ve y ain aren couldn didn
+    doesn hadn hasn haven isn ma mightn mustn needn shan shouldn wasn weren won wouldn
+    """.split()
+)
+
+
+@runtime_checkable
+class Augmenter(Protocol):
+    """What `augment_dataset` needs: new unique variants of one sentence, never the sentence itself."""
+
+    def augment(self, text: str, rng: random.Random) -> list[str]: ...
+
+
+class WordEmbeddings:
+    """Static word vectors with cosine nearest neighbours (one matmul against a row-normalised matrix).
+
+    Build with `from_glove` (the paper's choice) or `from_mlm_input_embeddings` (our offline fallback). Words
+    outside the vocabulary have no neighbours, except in the fallback, where a word is the mean of its WordPieces.
+    """
+
+    def __init__(self, words: Sequence[str], vectors: torch.Tensor, *, tokenizer=None, piece_vectors=None):
+        """
+        Args:
+            words: `N` distinct words, row order of `vectors`.
+            vectors: `(N, d)` word vectors (normalised here).
+            tokenizer, piece_vectors: for the fallback only: the tokenizer and its `(V, d)` input-embedding matrix,
+                used to represent a word without a row as the mean of its pieces' vectors.
+        """
+        if len(words) != vectors.shape[0]:
+            raise ValueError(f"`words` has {len(words)} entries but `vectors` has {vectors.shape[0]} rows; they must match.")
+        self.words = list(words)
+        self._index = {word: row for row, word in enumerate(self.words)}
+        self._unit = F.normalize(vectors.float(), dim=-1)
+        self._tokenizer = tokenizer
+        self._piece_vectors = piece_vectors
+
+    @classmethod
+    def from_glove(cls, glove_file: str | Path, max_words: int | None = 100_000) -> "WordEmbeddings":
+        """Read a GloVe text file (`word v1 ... vd` per line), keeping its first `max_words` lines (the reference
+        keeps 100k). Words containing spaces (GloVe 840B has a few) are supported: the last `d` fields are the vector.
+        """
+        path = Path(glove_file)
+        if not path.is_file():
+            raise ValueError(
+                f"`glove_file` (--glove_file / word_embeddings_file) {str(glove_file)!r} does not exist. Pass the path "
+                "of a GloVe text file such as glove.6B.300d.txt, or leave it unset to use the masked LM's own input "
+                "embeddings."
+            )
+        words, rows, dim = [], [], None
+        with path.open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if max_words is not None and len(words) >= max_words:
+                    break
+                fields = line.rstrip("\n").rstrip(" ").split(" ")
+                dim = len(fields) - 1 if dim is None else dim
+                if len(fields) <= dim or dim < 1:
+                    raise ValueError(
+                        f"`glove_file` {str(path)!r} line {line_number} has {len(fields)} fields, expected a word and "
+                        f"{max(dim, 1)} numbers. Check that the file is a GloVe text file."
+                    )
+                words.append(" ".join(fields[:-dim]))
+                rows.append(np.asarray(fields[-dim:], dtype=np.float32))
+        if not words:
+            raise ValueError(f"`glove_file` {str(path)!r} is empty. Pass a GloVe text file with at least one word.")
+        logger.info(f"Loaded {len(words)} {dim}-d word vectors from {path}.")
+        return cls(words, torch.from_numpy(np.stack(rows)))
+
+    @classmethod
+    def from_mlm_input_embeddings(cls, model: PreTrainedModel, tokenizer) -> "WordEmbeddings":
+        """Our offline fallback, not the paper's: neighbours from the model's input-embedding matrix over its
+        whole-word vocabulary entries (alphabetic, no `##`, no special tokens). A word split into several pieces is
+        represented by the mean of its pieces' embeddings.
+        """
+        matrix = model.get_input_embeddings().weight.detach().float().cpu()
+        special = set(tokenizer.all_special_tokens)
+        entries = sorted(
+            (index, token)
+            for token, index in tokenizer.get_vocab().items()
+            if index < matrix.shape[0] and token.isalpha() and token not in special
+        )
+        rows = torch.tensor([index for index, _ in entries], dtype=torch.long)
+        return cls([token for _, token in entries], matrix[rows], tokenizer=tokenizer, piece_vectors=matrix)
+
+    def _query(self, word: str) -> torch.Tensor | None:
+        """`(d,)` unit vector of `word`, or None when it has none."""
+        row = self._index.get(word)
+        if row is not None:
+            return self._unit[row]
+        if self._tokenizer is None:
+            return None
+        piece_ids = self._tokenizer.convert_tokens_to_ids(self._tokenizer.tokenize(word))
+        if not piece_ids:
+            return None
+        return F.normalize(self._piece_vectors[piece_ids].mean(dim=0), dim=0)
+
+    def nearest(self, word: str, k: int) -> list[str]:
+        """The `k` words closest to `word` by cosine, best first, never `word` itself; [] for an unknown word."""
+        if k < 1:
+            raise ValueError(f"`k` must be >= 1, got {k}. Ask for at least one neighbour.")
+        query = self._query(word)
+        if query is None:
+            return []
+        similarity = self._unit @ query
+        own_row = self._index.get(word)
+        if own_row is not None:
+            similarity[own_row] = -torch.inf
+        k = min(k, len(self.words) - (own_row is not None))
+        return [self.words[row] for row in similarity.topk(k).indices.tolist()]
+
+
+def load_masked_lm(name_or_path: str, *, cache_dir: str | None = None) -> tuple[PreTrainedModel, object]:
+    """Load a masked LM and its tokenizer in eval mode, warning loudly when the MLM head was initialised randomly
+    (sentence-embedding checkpoints such as all-MiniLM-L6-v2 ship without one: their candidates are noise).
+    """
+    model, loading_info = AutoModelForMaskedLM.from_pretrained(
+        name_or_path, cache_dir=cache_dir, output_loading_info=True
+    )
+    missing = sorted(loading_info["missing_keys"])
+    if missing:
+        logger.warning(
+            f"{name_or_path} has no trained masked-LM head: {', '.join(missing)} were initialised randomly, so the "
+            "MLM's word candidates are random. Fine for timing; for real augmentation use a checkpoint with an MLM "
+            "head (e.g. google-bert/bert-base-uncased or the teacher's pre-trained BERT)."
+        )
+    return model.eval(), AutoTokenizer.from_pretrained(name_or_path, cache_dir=cache_dir)
+
+
+class TinyBertAugmenter:
+    """TinyBERT Algorithm 1: replace words by masked-LM predictions (single-piece words) or by embedding
+    neighbours (multi-piece words), `n_aug` times with probability `p_t` per candidate word.
+
+    Variants are the basic-tokenised words joined by single spaces (lower-cased for uncased tokenizers), as in
+    the reference.
+    """
+
+    def __init__(
+        self,
+        mlm_model: PreTrainedModel,
+        tokenizer,
+        *,
+        word_embeddings: "WordEmbeddings | None" = None,
+        top_k: int = 15,
+        p_t: float = 0.4,
+        n_aug: int = 20,
+        stopwords: Iterable[str] = DEFAULT_STOPWORDS,
+        batch_size: int = 64,
+    ):
+        """
+        Args:
+            mlm_model: a masked LM (e.g. `BertForMaskedLM`) whose `get_output_embeddings()` maps hidden states to
+                vocabulary logits.
+            tokenizer: its WordPiece tokenizer.
+            word_embeddings: neighbours for multi-piece words; None builds the fallback from the MLM's input
+                embeddings (`WordEmbeddings.from_mlm_input_embeddings`).
+            top_k: candidates per word (K).
+            p_t: probability of replacing each candidate word in a variant.
+            n_aug: variants drawn per sentence (N_a); duplicates and the original are dropped.
+            stopwords: words never replaced (compared lower-cased).
+            batch_size: most masked copies of a sentence per MLM forward; sentences with more maskable words take
+                several forwards.
+        """
+        for name, value, lowest in (("top_k", top_k, 1), ("n_aug", n_aug, 1), ("batch_size", batch_size, 1)):
+            if not isinstance(value, int) or value < lowest:
+                raise ValueError(f"`{name}` must be an integer >= {lowest}, got {value!r}. Use e.g. `{name}=15`.")
+        if not 0.0 <= p_t <= 1.0:
+            raise ValueError(f"`p_t` must be a probability in [0, 1], got {p_t!r}. The paper uses `p_t=0.4`.")
+        if mlm_model.get_output_embeddings() is None:
+            raise ValueError(
+                f"`mlm_model` ({type(mlm_model).__name__}) has no output embeddings, so it is not a masked LM. Load it "
+                "with AutoModelForMaskedLM."
+            )
+        self.model = mlm_model.eval()
+        self.tokenizer = tokenizer
+        self.word_embeddings = (
+            word_embeddings
+            if word_embeddings is not None
+            else WordEmbeddings.from_mlm_input_embeddings(mlm_model, tokenizer)
+        )
+        self.top_k, self.p_t, self.n_aug, self.batch_size = top_k, p_t, n_aug, batch_size
+        self.stopwords = frozenset(word.lower() for word in stopwords)
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=getattr(tokenizer, "do_lower_case", True))
+        self.max_length = getattr(mlm_model.config, "max_position_embeddings", tokenizer.model_max_length)
+        # The second segment needs token type 1; single-segment models (RoBERTa) get no token types at all.
+        self.use_token_types = getattr(mlm_model.config, "type_vocab_size", 1) >= 2
+        vocab_size = mlm_model.get_output_embeddings().weight.shape[0]
+        special = set(tokenizer.all_special_tokens)
+        self.allowed_ids = torch.zeros(vocab_size, dtype=torch.bool)
+        for token, index in tokenizer.get_vocab().items():
+            # "[unused0]"-style placeholders are not special tokens for the tokenizer but are no words either.
+            is_placeholder = token.startswith("[") and token.endswith("]")
+            if index < vocab_size and not (token.startswith("##") or token in special or is_placeholder):
+                self.allowed_ids[index] = True
+
+    def is_candidate(self, word: str) -> bool:
+        return word.isalpha() and word.lower() not in self.stopwords
+
+    def candidates(self, words: Sequence[str]) -> dict[int, list[str]]:
+        """Replacement candidates per word position, for the eligible words that have at least one."""
+        pieces = [self.tokenizer.tokenize(word) for word in words]
+        piece_ids = [self.tokenizer.convert_tokens_to_ids(word_pieces) for word_pieces in pieces]
+        result, mlm_positions, mlm_words = {}, [], []
+        offset = 1  # [CLS]
+        for index, word in enumerate(words):
+            if self.is_candidate(word):
+                if len(piece_ids[index]) == 1 and piece_ids[index][0] != self.tokenizer.unk_token_id:
+                    mlm_positions.append(offset)
+                    mlm_words.append(index)
+                else:
+                    result[index] = self.word_embeddings.nearest(word, self.top_k)
+            offset += len(piece_ids[index])
+        if mlm_words:
+            flat = [piece for word_ids in piece_ids for piece in word_ids]
+            # The reference's input: [CLS] masked sentence [SEP] original sentence [SEP], cut at the model's limit.
+            sequence = [self.tokenizer.cls_token_id, *flat, self.tokenizer.sep_token_id, *flat, self.tokenizer.sep_token_id]
+            token_types = [0] * (len(flat) + 2) + [1] * (len(flat) + 1)
+            kept = [(pos, index) for pos, index in zip(mlm_positions, mlm_words) if pos < self.max_length]
+            predictions = self.mlm_top_k(
+                sequence[: self.max_length],
+                token_types[: self.max_length],
+                [pos for pos, _ in kept],
+                [piece_ids[index][0] for _, index in kept],
+            )
+            result.update({index: words_k for (_, index), words_k in zip(kept, predictions)})
+        return {index: result[index] for index in sorted(result) if result[index]}
+
+    @torch.inference_mode()
+    def mlm_top_k(
+        self, input_ids: list[int], token_type_ids: list[int], positions: list[int], own_ids: list[int]
+    ) -> list[list[str]]:
+        """Top-K MLM predictions at each position, masking one position per copy of the sequence.
+
+        Args:
+            input_ids, token_type_ids: `(L,)` the pair sequence.
+            positions: `(R,)` positions to mask, one copy of the sequence each; `batch_size` copies per forward.
+            own_ids: `(R,)` the token at each position, excluded from its own candidates.
+        Returns:
+            R lists of `top_k` tokens, best first.
+        """
+        device = self.model.device
+        results = []
+        for start in range(0, len(positions), self.batch_size):
+            chunk = torch.tensor(positions[start : start + self.batch_size], device=device)
+            rows = torch.arange(len(chunk), device=device)
+            ids = torch.tensor(input_ids, device=device).repeat(len(chunk), 1)
+            ids[rows, chunk] = self.tokenizer.mask_token_id
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            if self.use_token_types:
+                inputs["token_type_ids"] = torch.tensor(token_type_ids, device=device).repeat(len(chunk), 1)
+            # Project only the masked positions onto the vocabulary: full (R, L, V) logits take gigabytes for long
+            # sentences with many maskable words.
+            handle = self.model.get_output_embeddings().register_forward_pre_hook(
+                lambda module, args: (args[0][rows, chunk].unsqueeze(1), *args[1:])
+            )
+            try:
+                logits = self.model(**inputs).logits[:, 0].float()  # (R, V)
+            finally:
+                handle.remove()
+            allowed = self.allowed_ids.to(device).expand_as(logits).clone()
+            allowed[rows, torch.tensor(own_ids[start : start + self.batch_size], device=device)] = False
+            k = min(self.top_k, int(allowed[0].sum()))
+            top = logits.masked_fill(~allowed, -torch.inf).topk(k, dim=-1).indices
+            results.extend(self.tokenizer.convert_ids_to_tokens(row) for row in top.tolist())
+        return results
+
+    def augment(self, text: str, rng: random.Random) -> list[str]:
+        words = self.basic_tokenizer.tokenize(text)
+        candidates = self.candidates(words)
+        original = " ".join(words)
+        seen, variants = {original}, []
+        if not candidates:
+            return variants
+        for _ in range(self.n_aug):
+            new_words = list(words)
+            for index, options in candidates.items():
+                if rng.random() < self.p_t:
+                    new_words[index] = rng.choice(options)
+            variant = " ".join(new_words)
+            if variant not in seen:
+                seen.add(variant)
+                variants.append(variant)
+        return variants
+
+
+def augment_dataset(
+    dataset: datasets.Dataset,
+    text_columns: Sequence[str],
+    augmenter: Augmenter,
+    *,
+    seed: int = 42,
+    num_proc: int = 1,
+    desc: str = "Augmenting",
+) -> datasets.Dataset:
+    """Each example followed by its variants, other columns (label, idx, ...) copied, plus a bool `augmented` column.
+
+    With several text columns (pair tasks) each column is augmented in turn with the others unchanged. Each example
+    draws from its own `random.Random` seeded by `(seed, example index)`, so the output depends only on `seed`,
+    not on `num_proc` or batching. With `num_proc > 1` the augmenter is pickled into worker processes.
+    """
+    if not text_columns:
+        raise ValueError("`text_columns` is empty. Name the column(s) holding the text, e.g. ['sentence'].")
+    missing = [column for column in text_columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"`text_columns` {list(text_columns)} includes {missing}, which the dataset lacks. Its columns are "
+            f"{dataset.column_names}."
+        )
+    if AUGMENTED_COLUMN in dataset.column_names:
+        raise ValueError(
+            f"`dataset` already has an `{AUGMENTED_COLUMN}` column, so it is augmented already. Augment the original "
+            "data instead."
+        )
+    if not isinstance(augmenter, Augmenter):
+        raise ValueError(f"`augmenter` ({type(augmenter).__name__}) has no `augment(text, rng)` method.")
+
+    def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        out = {name: [] for name in [*batch, AUGMENTED_COLUMN]}
+
+        def emit(row: dict, augmented: bool) -> None:
+            for name, value in row.items():
+                out[name].append(value)
+            out[AUGMENTED_COLUMN].append(augmented)
+
+        for position, index in enumerate(indices):
+            row = {name: values[position] for name, values in batch.items()}
+            rng = random.Random(f"{seed}:{index}")
+            emit(row, False)
+            for column in text_columns:
+                for variant in augmenter.augment(row[column], rng):
+                    emit({**row, column: variant}, True)
+        return out
+
+    features = datasets.Features({**dataset.features, AUGMENTED_COLUMN: datasets.Value("bool")})
+    return dataset.map(
+        expand, batched=True, batch_size=16, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
+        features=features, desc=desc,
+    )

