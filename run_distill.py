@@ -35,72 +35,45 @@ from hf_distill.cli import (
     write_text_atomic,
 )
 from hf_distill.data import build_compute_metrics
-from hf_distill.students import build_student_from_teacher
+from hf_distill.peakd import PTPArguments, run_ptp_stage
+from hf_distill.students.factory import StudentArguments, build_student
 
 logger = logging.get_logger("run_distill")
 
 
 @dataclass
-class DistillModelArguments:
+class TeacherArguments:
     teacher_model_name_or_path: str = field(metadata={"help": "The fine-tuned teacher: a Hub id or a local folder."})
-    student_layers: int | None = field(
-        default=None,
-        metadata={"help": "Student = the teacher's first k layers (PKD's initialisation). Default: half the teacher."},
-    )
-    student_layer_ids: str | None = field(
-        default=None, metadata={"help": "Student = these teacher layers (0-based, ascending), e.g. '0,2,4'."}
-    )
-    student_init_from: str | None = field(
-        default=None,
-        metadata={
-            "help": "Take the selected layers and embeddings from this checkpoint of the same architecture (e.g. the "
-            "pre-trained base, as in the PKD paper) instead of the fine-tuned teacher."
-        },
-    )
-    student_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Use this ready-made student instead of selecting teacher layers."}
-    )
-
-
-def build_student(model_args: DistillModelArguments, teacher, tokenizer, task):
-    if model_args.student_model_name_or_path:
-        if model_args.student_layers or model_args.student_layer_ids or model_args.student_init_from:
-            raise ValueError(
-                "`student_model_name_or_path` gives a ready-made student; drop `student_layers`, "
-                "`student_layer_ids` and `student_init_from`, which build one from the teacher."
-            )
-        student_tokenizer = AutoTokenizer.from_pretrained(model_args.student_model_name_or_path)
-        if student_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(
-                f"`student_model_name_or_path` {model_args.student_model_name_or_path!r} uses a tokenizer whose "
-                "vocabulary differs from the teacher's, but teacher and student read the same token ids. Use a student "
-                "built on the teacher's tokenizer (e.g. `--student_layers k`)."
-            )
-        student = AutoModelForSequenceClassification.from_pretrained(model_args.student_model_name_or_path)
-        check_labels_match_task(student.config, task, "student_model_name_or_path")
-        return student
-    num_layers = model_args.student_layers
-    if num_layers is None and model_args.student_layer_ids is None:
-        num_layers = max(1, teacher.config.num_hidden_layers // 2)
-        logger.info("No student size given: keeping the teacher's first %d layers", num_layers)
-    return build_student_from_teacher(
-        teacher, num_layers=num_layers, layer_ids=model_args.student_layer_ids, init_from=model_args.student_init_from
-    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, config = parse_arguments((DistillModelArguments, DataArguments, DistillationConfig), argv)
+    teacher_args, student_args, ptp_args, data_args, config = parse_arguments(
+        (TeacherArguments, StudentArguments, PTPArguments, DataArguments, DistillationConfig), argv
+    )
+    if config.method != "peakd" and ptp_args.ptp_threshold is not None:
+        raise ValueError(
+            f"`ptp_threshold` belongs to PeaKD's PTP stage and has no effect with `--method {config.method}`. "
+            "Drop it, or use `--method peakd`."
+        )
     if config.should_log:
         logging.set_verbosity_info()
     check_output_dir(config.output_dir, data_args.overwrite_output_dir)
     set_seed(config.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path)
-    teacher = AutoModelForSequenceClassification.from_pretrained(model_args.teacher_model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_args.teacher_model_name_or_path)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_args.teacher_model_name_or_path)
     raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
     check_labels_match_task(teacher.config, task, "teacher_model_name_or_path")
-    student = build_student(model_args, teacher, tokenizer, task)
-    effective = {**config.effective_distillation_config(), **vars(model_args), **vars(data_args), "task": task.name}
+    student = build_student(student_args, config.method, teacher, tokenizer, task)
+    effective = {
+        **config.effective_distillation_config(),
+        **vars(teacher_args),
+        **vars(student_args),
+        **(vars(ptp_args) if config.method == "peakd" else {}),
+        "student_arch": student_args.resolved_arch(config.method),
+        **vars(data_args),
+        "task": task.name,
+    }
     logger.info("Effective distillation configuration: %s", effective)
     write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
 
@@ -108,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
 
+    if config.method == "peakd" and ptp_args.ptp:
+        run_ptp_stage(student, teacher, tokenized["train"], tokenized["validation"], task, config, ptp_args, collator)
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,
@@ -124,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     rows = [
         model_summary_row("teacher", teacher, teacher_metrics, task, tokenizer, config,
-                          model_args.teacher_model_name_or_path),
+                          teacher_args.teacher_model_name_or_path),
         model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task, tokenizer, config,
                           config.output_dir),
     ]
@@ -140,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     write_json_atomic(f"{config.output_dir}/all_results.json", metrics)
     print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
     if config.push_to_hub:
-        trainer.push_to_hub(finetuned_from=model_args.teacher_model_name_or_path, tasks="text-classification")
+        trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks="text-classification")
     return metrics
 
 

@@ -14,6 +14,7 @@ from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
+from .trainer import has_default_label_names
 
 logger = logging.get_logger(__name__)
 
@@ -95,10 +96,6 @@ def load_data(data_args: DataArguments, tokenizer, seed: int):
     return raw, tokenized, task
 
 
-def _has_default_label_names(config: PretrainedConfig) -> bool:
-    return all(name == f"LABEL_{i}" for i, name in config.id2label.items())
-
-
 def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: str) -> None:
     """A fine-tuned model must predict the task's labels in the dataset's order (MNLI orders differ by source)."""
     if config.num_labels != task.num_labels:
@@ -106,7 +103,7 @@ def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: 
             f"`{argument}` predicts {config.num_labels} labels but task {task.name!r} has {task.num_labels}. "
             "Use a model fine-tuned on this task (run_glue_teacher.py)."
         )
-    if task.label_names is None or _has_default_label_names(config):
+    if task.label_names is None or has_default_label_names(config.id2label):
         return
     model_names = [config.id2label[i] for i in range(config.num_labels)]
     if [name.lower() for name in model_names] != [name.lower() for name in task.label_names]:

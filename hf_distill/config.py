@@ -19,7 +19,13 @@ logger = logging.get_logger(__name__)
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "kd": {"alpha": 0.7, "temperature": 10.0, "beta": 0.0},
     "pkd": {"alpha": 0.7, "temperature": 10.0, "beta": 500.0},
+    # Tang et al.: pure logit MSE on the (augmented, teacher-labelled) transfer set; T is unused.
+    "bilstm": {"alpha": 1.0, "temperature": 1.0, "beta": 0.0},
+    # PeaKD's KD/PKD stage after PTP.
+    "peakd": {"alpha": 0.7, "temperature": 10.0, "beta": 100.0},
 }
+# Methods whose loss adds PKD's patient term over mapped intermediate [CLS] states.
+PATIENT_METHODS = ("pkd", "peakd")
 
 
 @dataclass
@@ -27,8 +33,10 @@ class DistillationConfig(TrainingArguments):
     """Training arguments for `DistillationTrainer`.
 
     The loss is `(1 − alpha) · CE(student, labels) + alpha · T² · KL(teacher ‖ student)` for `kd`, plus
-    `beta · patient_loss` over the mapped intermediate [CLS] states for `pkd`. Regression tasks (one label) use
-    squared errors instead of CE and KL. Unset (`None`) loss settings take the method's preset.
+    `beta · patient_loss` over the mapped intermediate [CLS] states for `pkd` and `peakd` (whose student and PTP
+    stage are built by `run_distill.py`). `bilstm` replaces the KL term by Tang et al.'s squared error between raw
+    logits. Regression tasks (one label) use squared errors instead of CE and KL. Unset (`None`) loss settings take
+    the method's preset.
     """
 
     # -- method ---------------------------------------------------------------------------------------------------

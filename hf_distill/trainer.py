@@ -9,7 +9,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging
 
 from . import losses
-from .config import DistillationConfig
+from .config import PATIENT_METHODS, DistillationConfig
 from .layer_mapping import LayerMap, parse_layer_list, pkd_layer_map
 
 logger = logging.get_logger(__name__)
@@ -66,7 +66,7 @@ class DistillationTrainer(Trainer):
         # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
         self.model_accepts_loss_kwargs = True
         self.teacher = self._prepare_teacher(teacher_model)
-        self.pkd_map: LayerMap = self._resolve_pkd_map(model) if args.method == "pkd" else []
+        self.pkd_map: LayerMap = self._resolve_pkd_map(model) if args.method in PATIENT_METHODS else []
         self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -131,11 +131,13 @@ class DistillationTrainer(Trainer):
         """Each term as `(weight, sum over the batch of per-example values)`."""
         args = self.args
         student_logits, teacher_logits = student_outputs.logits, teacher_outputs.logits
-        if student_logits.size(-1) == 1:  # regression: squared error to the teacher's prediction replaces KL
-            distill = losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum")
+        # Tang et al. match raw logits; for regression the squared error to the teacher's prediction replaces KL.
+        if args.method == "bilstm" or student_logits.size(-1) == 1:
+            terms = {"loss_mse": (args.alpha, losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum"))}
         else:
-            distill = losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum")
-        terms = {"loss_kd": (args.alpha, distill)}
+            terms = {
+                "loss_kd": (args.alpha, losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum"))
+            }
         if labels is not None and args.alpha < 1.0:
             terms["loss_ce"] = (1.0 - args.alpha, losses.hard_label_loss(student_logits, labels, reduction="sum"))
         if self.pkd_map:
@@ -169,9 +171,22 @@ def _check_compatible(teacher: PreTrainedModel, student: nn.Module) -> None:
             f"{student_config.num_labels}. Build the student with `num_labels={teacher.config.num_labels}`, or use "
             "the teacher fine-tuned on this task."
         )
+    teacher_names, student_names = teacher.config.id2label, student_config.id2label
+    if not (has_default_label_names(teacher_names) or has_default_label_names(student_names)) and (
+        teacher_names != student_names
+    ):
+        raise ValueError(
+            f"Teacher labels {teacher_names} and student (`model`) labels {student_names} differ: the distillation "
+            "terms would compare different classes. Give the student the teacher's id2label/label2id."
+        )
     teacher_vocab, student_vocab = teacher.config.vocab_size, getattr(student_config, "vocab_size", None)
     if student_vocab is not None and teacher_vocab != student_vocab:
         raise ValueError(
             f"Teacher and student read the same `input_ids` but their vocabularies differ (teacher vocab_size="
             f"{teacher_vocab}, student vocab_size={student_vocab}). Build the student with the teacher's tokenizer."
         )
+
+
+def has_default_label_names(id2label: dict[int, str]) -> bool:
+    """True for the `LABEL_0, LABEL_1, …` names a config gets when nobody named the labels."""
+    return all(name == f"LABEL_{i}" for i, name in id2label.items())

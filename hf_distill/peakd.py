@@ -1,0 +1,105 @@
+"""PeaKD's first stage, PTP (pretraining with teacher predictions; Cho & Kang 2020).
+
+The student learns to predict whether the teacher is confidently or unconfidently right or wrong on each training
+example (`hf_distill.data.ptp`), with a 4-way head that is then replaced by a fresh task head. PeaKD's second stage is
+`--method peakd`: PKD on the task from that encoder, normally with an SPS student.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+from transformers.utils import logging
+
+from .config import DistillationConfig
+from .data import TaskSpec
+from .data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class PTPArguments:
+    ptp: bool = field(
+        default=True,
+        metadata={"help": "--method peakd: pretrain the student on the teacher's predictions first (--no_ptp skips)."},
+    )
+    ptp_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Confidence threshold in (0, 1) for both right and wrong predictions. Default: the reference's "
+            "per-task (t1, t2): rte (0.8, 0.6), mrpc (0.95, 0.75), sst2 (0.98, 0.8), qnli (0.98, 0.7)."
+        },
+    )
+    ptp_num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of the PTP stage (best dev loss kept)."})
+
+
+def replace_classifier(model: PreTrainedModel, num_labels: int, label_names: tuple[str, ...] | None) -> None:
+    """Give a `…ForSequenceClassification` model a freshly initialised head for `num_labels` labels, in place."""
+    old = model.classifier
+    if not isinstance(old, nn.Linear):
+        raise ValueError(
+            f"PTP swaps the student's classification head, which must be a single `nn.Linear` named `classifier`; "
+            f"{type(model).__name__} has {type(old).__name__}. Use `--student_arch sps` or `plain` with a BERT teacher."
+        )
+    model.classifier = nn.Linear(old.in_features, num_labels).to(device=old.weight.device, dtype=old.weight.dtype)
+    model._init_weights(model.classifier)
+    model.num_labels = num_labels
+    model.config.num_labels = num_labels
+    if label_names is None:
+        model.config.problem_type = "regression"
+    else:
+        model.config.problem_type = "single_label_classification"
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+
+
+def _with_ptp_labels(dataset: Dataset, teacher_logits: torch.Tensor, t1: float, t2: float) -> Dataset:
+    labels = ptp_labels(teacher_logits, torch.tensor(dataset["labels"]), t1, t2)
+    counts = torch.bincount(labels, minlength=PTP_NUM_LABELS).tolist()
+    logger.info("PTP labels on %d examples: %s", len(dataset), dict(zip(PTP_LABEL_NAMES, counts)))
+    return dataset.remove_columns("labels").add_column("labels", labels.tolist())
+
+
+def run_ptp_stage(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    train_dataset: Dataset,
+    eval_dataset: Dataset,
+    task: TaskSpec,
+    config: DistillationConfig,
+    ptp_args: PTPArguments,
+    data_collator,
+) -> PreTrainedModel:
+    """Train `student` on PTP labels (CE, best dev loss kept), then give it a fresh head for `task`, in place."""
+    if task.is_regression:
+        raise ValueError(
+            "PTP labels come from the teacher's class predictions, but the task is a regression. Pass `--no_ptp`."
+        )
+    t1, t2 = resolve_ptp_thresholds(task.name, ptp_args.ptp_threshold)
+    logger.info("PTP stage: thresholds t1=%s (teacher right), t2=%s (teacher wrong)", t1, t2)
+    stage_config = dataclasses.replace(
+        config,
+        output_dir=f"{config.output_dir}/ptp",
+        num_train_epochs=ptp_args.ptp_num_train_epochs,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        push_to_hub=False,
+    )
+    predictor = Trainer(model=teacher, args=stage_config, eval_dataset=eval_dataset, data_collator=data_collator)
+    ptp_train = _with_ptp_labels(train_dataset, torch.from_numpy(predictor.predict(train_dataset).predictions), t1, t2)
+    ptp_eval = _with_ptp_labels(eval_dataset, torch.from_numpy(predictor.predict(eval_dataset).predictions), t1, t2)
+
+    replace_classifier(student, PTP_NUM_LABELS, PTP_LABEL_NAMES)
+    Trainer(
+        model=student, args=stage_config, train_dataset=ptp_train, eval_dataset=ptp_eval, data_collator=data_collator
+    ).train()
+    replace_classifier(student, task.num_labels, task.label_names)
+    return student

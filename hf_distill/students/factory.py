@@ -1,0 +1,118 @@
+"""Choose and build the student a run distils into, from command-line arguments."""
+
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging
+
+from .bilstm import build_bilstm_student
+from .layer_selection import build_student_from_teacher, parse_layer_ids
+from .sps import build_sps_student
+
+logger = logging.get_logger(__name__)
+
+STUDENT_ARCHS = ("plain", "sps", "bilstm")
+# The student each method's paper uses when `student_arch` is not given.
+DEFAULT_STUDENT_ARCH = {"bilstm": "bilstm", "peakd": "sps"}
+
+
+@dataclass
+class StudentArguments:
+    """Which student to distil into. By default: the teacher's own class with a subset of its layers."""
+
+    student_arch: str | None = field(
+        default=None,
+        metadata={
+            "help": "plain: the teacher's class with selected layers; sps: PeaKD's shuffled-parameter-sharing BERT "
+            "(k stored layers run as 2k); bilstm: Tang et al.'s BiLSTM. Default: bilstm for --method bilstm, sps for "
+            "--method peakd, plain otherwise.",
+            "choices": list(STUDENT_ARCHS),
+        },
+    )
+    student_layers: int | None = field(
+        default=None,
+        metadata={"help": "Keep the teacher's first k layers (PKD's initialisation). Default: half the teacher."},
+    )
+    student_layer_ids: str | None = field(
+        default=None, metadata={"help": "Keep these teacher layers (0-based, ascending), e.g. '0,2,4'."}
+    )
+    student_init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "plain students: take the selected layers and embeddings from this checkpoint of the same "
+            "architecture (e.g. the pre-trained base, as in the PKD paper) instead of the fine-tuned teacher."
+        },
+    )
+    student_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Use this ready-made student instead of building one from the teacher."}
+    )
+    sps_shuffle_qk: bool = field(
+        default=True, metadata={"help": "sps: swap Query and Key in the second pass (False: paired sharing)."}
+    )
+    bilstm_embedding_init: str = field(
+        default="teacher",
+        metadata={
+            "help": "bilstm: initial word embeddings: the teacher's input embeddings, a word-vector file "
+            "(--bilstm_embedding_file, GloVe text format) or random.",
+            "choices": ["teacher", "file", "random"],
+        },
+    )
+    bilstm_embedding_file: str | None = field(default=None, metadata={"help": "bilstm: GloVe-format vectors."})
+    bilstm_hidden_size: int = field(default=150, metadata={"help": "bilstm: LSTM units per direction."})
+    bilstm_fc_hidden_size: int = field(default=400, metadata={"help": "bilstm: units of the ReLU layer."})
+    bilstm_pooling: str = field(
+        default="last", metadata={"help": "bilstm: sentence vector.", "choices": ["last", "max", "mean"]}
+    )
+
+    def resolved_arch(self, method: str) -> str:
+        return self.student_arch or DEFAULT_STUDENT_ARCH.get(method, "plain")
+
+
+def _load_ready_made_student(args: StudentArguments, teacher_tokenizer) -> PreTrainedModel:
+    if args.student_layers or args.student_layer_ids or args.student_init_from:
+        raise ValueError(
+            "`student_model_name_or_path` gives a ready-made student; drop `student_layers`, `student_layer_ids` and "
+            "`student_init_from`, which build one from the teacher."
+        )
+    student_tokenizer = AutoTokenizer.from_pretrained(args.student_model_name_or_path)
+    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise ValueError(
+            f"`student_model_name_or_path` {args.student_model_name_or_path!r} uses a tokenizer whose vocabulary differs "
+            "from the teacher's, but teacher and student read the same token ids. Use a student built on the "
+            "teacher's tokenizer (e.g. `--student_layers k`)."
+        )
+    return AutoModelForSequenceClassification.from_pretrained(args.student_model_name_or_path)
+
+
+def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
+    """The student for `method`: ready-made, a BiLSTM, an SPS BERT or a plain layer selection of the teacher."""
+    if args.student_model_name_or_path:
+        return _load_ready_made_student(args, tokenizer)
+    arch = args.resolved_arch(method)
+    if arch == "bilstm":
+        return build_bilstm_student(
+            tokenizer,
+            num_labels=task.num_labels,
+            is_pair=task.is_pair,
+            teacher=teacher,
+            embedding_init=args.bilstm_embedding_init,
+            embedding_file=args.bilstm_embedding_file,
+            hidden_size=args.bilstm_hidden_size,
+            fc_hidden_size=args.bilstm_fc_hidden_size,
+            pooling=args.bilstm_pooling,
+        )
+    num_layers = args.student_layers
+    if num_layers is None and args.student_layer_ids is None:
+        num_layers = max(1, teacher.config.num_hidden_layers // 2)
+        logger.info("No student size given: keeping the teacher's first %d layers", num_layers)
+    if arch == "sps":
+        if args.student_init_from:
+            raise ValueError(
+                "`student_init_from` applies to plain students; an SPS student copies its layers from the teacher. "
+                "Drop it or use `--student_arch plain`."
+            )
+        layer_ids = parse_layer_ids(args.student_layer_ids) if args.student_layer_ids else None
+        return build_sps_student(teacher, num_layers=num_layers, layer_ids=layer_ids, shuffle_qk=args.sps_shuffle_qk)
+    return build_student_from_teacher(
+        teacher, num_layers=num_layers, layer_ids=args.student_layer_ids, init_from=args.student_init_from
+    )
