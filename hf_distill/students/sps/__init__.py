@@ -18,6 +18,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from ..layer_selection import resolve_student_layer_ids
 from .configuration_sps import SPSBertConfig
 from .modeling_sps import SPSBertForSequenceClassification, SPSBertModel, SPSBertPreTrainedModel
 
@@ -34,48 +35,6 @@ SPSBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceCl
 # Teacher config entries that describe the teacher's class, not the architecture the student inherits.
 _TEACHER_ONLY_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path")
 _LAYER_PREFIX = "bert.encoder.layer."
-
-
-def select_teacher_layers(
-    num_teacher_layers: int, num_layers: int | None = None, layer_ids: Sequence[int] | None = None
-) -> list[int]:
-    """The 0-based teacher layers the student's stored layers come from: the first `num_layers`, or `layer_ids`.
-
-    Raises `ValueError` (naming `student_layers` / `student_layer_ids`) for a depth outside [1, N], ids that are
-    not unique, sorted and within [0, N-1], or the two arguments disagreeing.
-    """
-    last = num_teacher_layers - 1
-    if layer_ids is None:
-        if num_layers is None:
-            raise ValueError(
-                "Neither `student_layers` nor `student_layer_ids` is set. Pass `student_layers=k` to copy the "
-                f"teacher's first k layers, or `student_layer_ids` (ids in [0, {last}])."
-            )
-        if not 1 <= num_layers <= num_teacher_layers:
-            raise ValueError(
-                f"`student_layers` is {num_layers}, but the teacher has {num_teacher_layers} layers. "
-                f"Use a value in [1, {num_teacher_layers}]."
-            )
-        return list(range(num_layers))
-    layer_ids = list(layer_ids)
-    if not layer_ids:
-        raise ValueError(f"`student_layer_ids` is empty. Give at least one teacher layer id in [0, {last}].")
-    outside = [i for i in layer_ids if not 0 <= i <= last]
-    if outside:
-        raise ValueError(
-            f"`student_layer_ids` contains {outside}, but the teacher has {num_teacher_layers} layers (0-{last}). "
-            f"Use ids in [0, {last}]."
-        )
-    if len(set(layer_ids)) != len(layer_ids) or layer_ids != sorted(layer_ids):
-        raise ValueError(
-            f"`student_layer_ids` is {layer_ids}; ids must be unique and increasing. Use {sorted(set(layer_ids))}."
-        )
-    if num_layers is not None and num_layers != len(layer_ids):
-        raise ValueError(
-            f"`student_layers` is {num_layers}, but `student_layer_ids` lists {len(layer_ids)} layers ({layer_ids}). "
-            "Drop `student_layers` or make it equal to the number of ids."
-        )
-    return layer_ids
 
 
 def _teacher_key(student_key: str, layer_ids: Sequence[int]) -> str:
@@ -112,7 +71,7 @@ def build_sps_student(
             "(BertForSequenceClassification) only; use a plain truncated student for this teacher."
         )
     num_teacher_layers = teacher.config.num_hidden_layers
-    layer_ids = select_teacher_layers(num_teacher_layers, num_layers, layer_ids)
+    layer_ids = resolve_student_layer_ids(num_teacher_layers, num_layers=num_layers, layer_ids=layer_ids)
 
     config_dict = {k: v for k, v in teacher.config.to_dict().items() if k not in _TEACHER_ONLY_CONFIG_KEYS}
     config = SPSBertConfig.from_dict(
@@ -141,5 +100,4 @@ __all__ = [
     "SPSBertModel",
     "SPSBertPreTrainedModel",
     "build_sps_student",
-    "select_teacher_layers",
 ]
