@@ -170,3 +170,12 @@ def test_presets_fill_only_unset_values(tmp_path):
     config = DistillationConfig(output_dir=str(tmp_path), method="pkd", temperature=2.0, report_to=[])
     assert (config.alpha, config.temperature, config.beta) == (0.7, 2.0, 500.0)
     assert config.effective_distillation_config()["beta"] == 500.0
+
+
+def test_bf16_mixed_precision_trains_with_finite_terms_and_an_fp32_teacher(tmp_path):
+    trainer = make_trainer(tmp_path, method="pkd", bf16=True, max_steps=3)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert all(torch.isfinite(torch.tensor([log["loss"], log["loss_pkd"], log["loss_kd"]])).all() for log in logs)
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in trainer.teacher.parameters())
