@@ -1,7 +1,12 @@
+from .augment import Augmenter, TinyBertAugmenter, WordEmbeddings, augment_dataset
 from .glue import GLUE_TASKS, TaskSpec, get_task, load_task_dataset, tokenize_dataset
 from .metrics import build_compute_metrics, compute_glue_metrics, load_glue_metric
 
 __all__ = [
+    "Augmenter",
+    "TinyBertAugmenter",
+    "WordEmbeddings",
+    "augment_dataset",
     "GLUE_TASKS",
     "TaskSpec",
     "build_compute_metrics",

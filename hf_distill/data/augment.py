@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BasicTokenizer, PreTrainedModel
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 AUGMENTED_COLUMN = "augmented"
@@ -70,7 +69,9 @@ class WordEmbeddings:
                 used to represent a word without a row as the mean of its pieces' vectors.
         """
         if len(words) != vectors.shape[0]:
-            raise ValueError(f"`words` has {len(words)} entries but `vectors` has {vectors.shape[0]} rows; they must match.")
+            raise ValueError(
+                f"`words` has {len(words)} entries but `vectors` {vectors.shape[0]} rows; make them match."
+            )
         self.words = list(words)
         self._index = {word: row for row, word in enumerate(self.words)}
         self._unit = F.normalize(vectors.float(), dim=-1)
@@ -85,9 +86,9 @@ class WordEmbeddings:
         path = Path(glove_file)
         if not path.is_file():
             raise ValueError(
-                f"`glove_file` (--glove_file / word_embeddings_file) {str(glove_file)!r} does not exist. Pass the path "
-                "of a GloVe text file such as glove.6B.300d.txt, or leave it unset to use the masked LM's own input "
-                "embeddings."
+                f"`glove_file` (--glove_file, the word_embeddings_file) {str(glove_file)!r} does not exist. Pass "
+                "the path of a GloVe text file such as glove.6B.300d.txt, or leave it unset to use the masked LM's "
+                "own input embeddings."
             )
         words, rows, dim = [], [], None
         with path.open(encoding="utf-8") as handle:
@@ -202,15 +203,15 @@ class TinyBertAugmenter:
             batch_size: most masked copies of a sentence per MLM forward; sentences with more maskable words take
                 several forwards.
         """
-        for name, value, lowest in (("top_k", top_k, 1), ("n_aug", n_aug, 1), ("batch_size", batch_size, 1)):
-            if not isinstance(value, int) or value < lowest:
-                raise ValueError(f"`{name}` must be an integer >= {lowest}, got {value!r}. Use e.g. `{name}=15`.")
+        for name, value, example in (("top_k", top_k, 15), ("n_aug", n_aug, 20), ("batch_size", batch_size, 64)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}. Use e.g. `{name}={example}`.")
         if not 0.0 <= p_t <= 1.0:
             raise ValueError(f"`p_t` must be a probability in [0, 1], got {p_t!r}. The paper uses `p_t=0.4`.")
         if mlm_model.get_output_embeddings() is None:
             raise ValueError(
-                f"`mlm_model` ({type(mlm_model).__name__}) has no output embeddings, so it is not a masked LM. Load it "
-                "with AutoModelForMaskedLM."
+                f"`mlm_model` ({type(mlm_model).__name__}) has no output embeddings, so it is not a masked LM. Load "
+                "it with AutoModelForMaskedLM."
             )
         self.model = mlm_model.eval()
         self.tokenizer = tokenizer
@@ -254,16 +255,17 @@ class TinyBertAugmenter:
         if mlm_words:
             flat = [piece for word_ids in piece_ids for piece in word_ids]
             # The reference's input: [CLS] masked sentence [SEP] original sentence [SEP], cut at the model's limit.
-            sequence = [self.tokenizer.cls_token_id, *flat, self.tokenizer.sep_token_id, *flat, self.tokenizer.sep_token_id]
+            cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+            sequence = [cls_id, *flat, sep_id, *flat, sep_id]
             token_types = [0] * (len(flat) + 2) + [1] * (len(flat) + 1)
-            kept = [(pos, index) for pos, index in zip(mlm_positions, mlm_words) if pos < self.max_length]
+            kept = [(pos, index) for pos, index in zip(mlm_positions, mlm_words, strict=True) if pos < self.max_length]
             predictions = self.mlm_top_k(
                 sequence[: self.max_length],
                 token_types[: self.max_length],
                 [pos for pos, _ in kept],
                 [piece_ids[index][0] for _, index in kept],
             )
-            result.update({index: words_k for (_, index), words_k in zip(kept, predictions)})
+            result.update({index: words_k for (_, index), words_k in zip(kept, predictions, strict=True)})
         return {index: result[index] for index in sorted(result) if result[index]}
 
     @torch.inference_mode()
@@ -292,7 +294,7 @@ class TinyBertAugmenter:
             # Project only the masked positions onto the vocabulary: full (R, L, V) logits take gigabytes for long
             # sentences with many maskable words.
             handle = self.model.get_output_embeddings().register_forward_pre_hook(
-                lambda module, args: (args[0][rows, chunk].unsqueeze(1), *args[1:])
+                lambda module, args, rows=rows, chunk=chunk: (args[0][rows, chunk].unsqueeze(1), *args[1:])
             )
             try:
                 logits = self.model(**inputs).logits[:, 0].float()  # (R, V)
@@ -356,6 +358,10 @@ def augment_dataset(
         raise ValueError(f"`augmenter` ({type(augmenter).__name__}) has no `augment(text, rng)` method.")
 
     def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        if num_proc > 1:
+            # Forked workers hang on entering the parent's OpenMP thread pool (libgomp does not survive fork);
+            # single-threaded torch never enters it, and one thread per process is the right split of cores anyway.
+            torch.set_num_threads(1)
         out = {name: [] for name in [*batch, AUGMENTED_COLUMN]}
 
         def emit(row: dict, augmented: bool) -> None:
@@ -374,6 +380,11 @@ def augment_dataset(
 
     features = datasets.Features({**dataset.features, AUGMENTED_COLUMN: datasets.Value("bool")})
     return dataset.map(
-        expand, batched=True, batch_size=16, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
-        features=features, desc=desc,
+        expand,
+        batched=True,
+        batch_size=16,
+        with_indices=True,
+        num_proc=num_proc if num_proc > 1 else None,
+        features=features,
+        desc=desc,
     )

