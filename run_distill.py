@@ -11,6 +11,12 @@ Offline, from a teacher made with run_glue_teacher.py and the local GLUE copy:
     python run_distill.py --method kd --teacher_model_name_or_path teachers/minilm-sst2 \
         --task_name sst2 --data_dir ../shared/data/glue/SST-2 --student_layer_ids 0,2,4 --output_dir students/kd
 
+TinyBERT task distillation (stage 1 into <output_dir>/stage1, then stage 2) into a fresh, narrower 3-layer student:
+
+    python run_distill.py --method tinybert --teacher_model_name_or_path teachers/minilm-sst2 \
+        --task_name sst2 --data_dir ../shared/data/glue/SST-2 --output_dir students/tinybert \
+        --student_config '{"num_hidden_layers": 3, "hidden_size": 192, "intermediate_size": 768}'
+
 Or with a config file: `python run_distill.py examples/pkd_sst2.yaml`. Every `TrainingArguments` flag works.
 Writes the student and its tokenizer, `all_results.json`, `distillation_config.json` (the effective settings) and
 `summary.md`, and prints the closing table: teacher vs student metric, parameters, size and latency.
@@ -18,11 +24,12 @@ Writes the student and its tokenizer, `all_results.json`, `distillation_config.j
 
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import DataCollatorWithPadding, set_seed
 from transformers.utils import logging
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import (
+    setup_logging,
     DataArguments,
     check_labels_match_task,
     check_output_dir,
@@ -35,41 +42,107 @@ from hf_distill.cli import (
     write_text_atomic,
 )
 from hf_distill.data import build_compute_metrics
+from hf_distill.guards import check_max_seq_length, check_resume_checkpoint, load_pretrained, save_final_model
+from hf_distill.model_card import render_model_card
+from hf_distill.peft_utils import (
+    StudentPeftArguments,
+    add_student_lora,
+    is_peft_adapter,
+    load_teacher,
+    load_teacher_tokenizer,
+    merge_peft_model,
+)
 from hf_distill.peakd import PTPArguments, run_ptp_stage
 from hf_distill.students.factory import StudentArguments, build_student
+from hf_distill.tinybert import build_student_from_config, stage_settings, train_tinybert
 
 logger = logging.get_logger("run_distill")
 
 
 @dataclass
 class TeacherArguments:
-    teacher_model_name_or_path: str = field(metadata={"help": "The fine-tuned teacher: a Hub id or a local folder."})
+    teacher_model_name_or_path: str = field(
+        metadata={
+            "help": "The fine-tuned teacher: a Hub id or a local folder, or a LoRA adapter of one "
+            "(run_glue_teacher.py --use_peft), which is merged into its base."
+        }
+    )
+    teacher_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The teacher's Hub id, recorded as `base_model` in the student's model card when "
+            "`teacher_model_name_or_path` is a local folder."
+        },
+    )
+
+
+@dataclass
+class StudentConfigArguments:
+    student_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "A randomly initialised student of the teacher's architecture with these config changes: a JSON "
+            'object or file, e.g. \'{"num_hidden_layers": 4, "hidden_size": 312, "intermediate_size": 1200}\'.'
+        },
+    )
+
+
+# What the command line or a config file fills, in this order (tests parse examples/*.yaml with these).
+ARGUMENT_CLASSES = (
+    TeacherArguments,
+    StudentArguments,
+    StudentConfigArguments,
+    PTPArguments,
+    StudentPeftArguments,
+    DataArguments,
+    DistillationConfig,
+)
+
+
+def make_student(student_args, student_config: str | None, method: str, teacher, tokenizer, task):
+    if not student_config:
+        return build_student(student_args, method, teacher, tokenizer, task)
+    other_choices = ("student_arch", "student_model_name_or_path", "student_layers", "student_layer_ids",
+                     "student_init_from")
+    clashing = [name for name in other_choices if getattr(student_args, name)]
+    if clashing:
+        raise ValueError(
+            f"`student_config` builds a fresh student of the teacher's architecture; drop {clashing}, which choose "
+            "another student."
+        )
+    return build_student_from_config(student_config, teacher)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    teacher_args, student_args, ptp_args, data_args, config = parse_arguments(
-        (TeacherArguments, StudentArguments, PTPArguments, DataArguments, DistillationConfig), argv
+    teacher_args, student_args, student_config_args, ptp_args, peft_args, data_args, config = parse_arguments(
+        ARGUMENT_CLASSES, argv
     )
     if config.method != "peakd" and ptp_args.ptp_threshold is not None:
         raise ValueError(
             f"`ptp_threshold` belongs to PeaKD's PTP stage and has no effect with `--method {config.method}`. "
             "Drop it, or use `--method peakd`."
         )
-    if config.should_log:
-        logging.set_verbosity_info()
+    setup_logging(config)
     check_output_dir(config.output_dir, data_args.overwrite_output_dir)
+    check_resume_checkpoint(config.resume_from_checkpoint)
     set_seed(config.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(teacher_args.teacher_model_name_or_path)
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_args.teacher_model_name_or_path)
+    teacher_path = teacher_args.teacher_model_name_or_path
+    tokenizer = load_pretrained(load_teacher_tokenizer, teacher_path, "teacher_model_name_or_path")
+    teacher = load_pretrained(load_teacher, teacher_path, "teacher_model_name_or_path")
+    check_max_seq_length(data_args.max_seq_length, teacher.config, "the teacher (`teacher_model_name_or_path`)")
     raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
     check_labels_match_task(teacher.config, task, "teacher_model_name_or_path")
-    student = build_student(student_args, config.method, teacher, tokenizer, task)
+    student = make_student(student_args, student_config_args.student_config, config.method, teacher, tokenizer, task)
+    check_max_seq_length(data_args.max_seq_length, student.config, "the student")
     effective = {
         **config.effective_distillation_config(),
         **vars(teacher_args),
         **vars(student_args),
+        **vars(student_config_args),
+        **({"tinybert_stages": stage_settings(config)} if config.method == "tinybert" else {}),
         **(vars(ptp_args) if config.method == "peakd" else {}),
+        **(vars(peft_args) if peft_args.student_peft else {}),
         "student_arch": student_args.resolved_arch(config.method),
         **vars(data_args),
         "task": task.name,
@@ -83,23 +156,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     if config.method == "peakd" and ptp_args.ptp:
         run_ptp_stage(student, teacher, tokenized["train"], tokenized["validation"], task, config, ptp_args, collator)
-    trainer = DistillationTrainer(
-        model=student,
-        teacher_model=teacher,
-        args=config,
+    student = add_student_lora(student, peft_args)
+    trainer_kwargs = dict(
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=build_compute_metrics(task),
     )
-    train_result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model()
+    if config.method == "tinybert":
+        trainer, train_result = train_tinybert(student, teacher, config, **trainer_kwargs)
+    else:
+        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, **trainer_kwargs)
+        train_result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    if peft_args.student_peft and peft_args.merge_student_peft:
+        trainer.model = trainer.model_wrapped = merge_peft_model(trainer.model)
+    save_final_model(trainer)
     student_metrics = trainer.evaluate()
 
     rows = [
         model_summary_row("teacher", teacher, teacher_metrics, task, tokenizer, config,
-                          teacher_args.teacher_model_name_or_path),
+                          None if is_peft_adapter(teacher_path) else teacher_path),
         model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task, tokenizer, config,
                           config.output_dir),
     ]
@@ -112,6 +189,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "summary": rows,
     }
     write_text_atomic(f"{config.output_dir}/summary.md", table + "\n")
+    card = render_model_card(
+        student=trainer.model,
+        teacher=teacher_path,
+        args=config,
+        task=task,
+        summary_rows=rows,
+        dataset=None if data_args.train_file else data_args.dataset_name,
+        base_model=teacher_args.teacher_hub_id,
+    )
+    write_text_atomic(f"{config.output_dir}/README.md", card)
     write_json_atomic(f"{config.output_dir}/all_results.json", metrics)
     print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
     if config.push_to_hub:

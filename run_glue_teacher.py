@@ -19,6 +19,7 @@ Writes the model, its tokenizer and `all_results.json` (`eval_accuracy`, ...) to
 from dataclasses import dataclass, field
 
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -29,14 +30,16 @@ from transformers import (
 from transformers.utils import logging
 
 from hf_distill.cli import (
+    setup_logging,
     DataArguments,
     check_output_dir,
-    label_config,
     load_data,
     parse_arguments,
     write_json_atomic,
 )
 from hf_distill.data import build_compute_metrics
+from hf_distill.peft_utils import TeacherPeftArguments, add_lora
+from hf_distill.guards import check_max_seq_length, check_resume_checkpoint, load_pretrained, save_final_model
 
 logger = logging.get_logger("run_glue_teacher")
 
@@ -50,22 +53,35 @@ class TeacherModelArguments:
     )
 
 
+# What the command line or a config file fills, in this order (tests parse examples/teacher_*.yaml with these).
+ARGUMENT_CLASSES = (TeacherModelArguments, TeacherPeftArguments, DataArguments, TrainingArguments)
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_arguments(
-        (TeacherModelArguments, DataArguments, TrainingArguments), argv
-    )
-    if training_args.should_log:
-        logging.set_verbosity_info()
+    model_args, peft_args, data_args, training_args = parse_arguments(ARGUMENT_CLASSES, argv)
+    setup_logging(training_args)
     check_output_dir(training_args.output_dir, data_args.overwrite_output_dir)
+    check_resume_checkpoint(training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
-    raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path,
-        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-        **label_config(task),
+    model_path = model_args.model_name_or_path
+    model_config = load_pretrained(AutoConfig.from_pretrained, model_path, "model_name_or_path")
+    check_max_seq_length(data_args.max_seq_length, model_config, "the model (`model_name_or_path`)")
+    tokenizer = load_pretrained(
+        AutoTokenizer.from_pretrained,
+        model_args.tokenizer_name or model_path,
+        "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path",
     )
+    raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
+    model = load_pretrained(
+        AutoModelForSequenceClassification.from_pretrained,
+        model_path,
+        "model_name_or_path",
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **task.label_config(),
+    )
+    if peft_args.use_peft:
+        model = add_lora(model, peft_args)
     logger.info("Fine-tuning %s on %s (%d train / %d dev examples)", model_args.model_name_or_path, task.name,
                 len(raw["train"]), len(raw["validation"]))
 
@@ -78,8 +94,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=build_compute_metrics(task),
     )
+    # Sequence-classification heads return a batch-mean loss and ignore `num_items_in_batch`, yet Trainer sees
+    # `**kwargs` in their forward and would skip the division by the accumulation steps and multiply the loss by
+    # the number of processes (2× loss, gradients and logged losses under torchrun --nproc_per_node 2).
+    trainer.model_accepts_loss_kwargs = False
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
+    save_final_model(trainer)
+    if peft_args.use_peft and training_args.should_save:
+        # The trained head's labels, from which `load_teacher` rebuilds the base before applying the adapter.
+        model.get_base_model().config.save_pretrained(training_args.output_dir)
     metrics = {**train_result.metrics, **trainer.evaluate(), "train_samples": len(raw["train"])}
     trainer.log_metrics("all", metrics)
     write_json_atomic(f"{training_args.output_dir}/all_results.json", metrics)

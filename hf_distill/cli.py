@@ -2,6 +2,7 @@
 any heavy work, atomic result files and the closing summary table."""
 
 import json
+import logging as py_logging
 import os
 import sys
 import tempfile
@@ -9,10 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from datasets.utils import logging as datasets_logging
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
 from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
+from .guards import check_config_file_keys, check_label_values
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import has_default_label_names
 
@@ -62,10 +66,29 @@ def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = 
         path = os.path.abspath(argv[0])
         if not os.path.isfile(path):
             raise ValueError(f"Config file {argv[0]!r} does not exist. Pass an existing .json/.yaml file or flags.")
-        if path.endswith(".json"):
-            return parser.parse_json_file(path)
-        return parser.parse_yaml_file(path)
+        text = Path(path).read_text(encoding="utf-8")
+        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        check_config_file_keys(values, dataclass_types, argv[0])
+        return parser.parse_dict(values)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(args: TrainingArguments) -> None:
+    """Show this library's and the scripts' log lines, not only transformers' (as transformers' run_glue.py does).
+
+    Our loggers (`hf_distill.*`, `run_distill`, ...) are outside the `transformers` logger tree, so
+    `transformers.utils.logging.set_verbosity_*` alone would silently drop them.
+    """
+    level = args.get_process_log_level()
+    py_logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[py_logging.StreamHandler(sys.stdout)],
+    )
+    for name in ("hf_distill", "run_distill", "run_glue_teacher", "__main__"):
+        py_logging.getLogger(name).setLevel(level)
+    logging.set_verbosity(level)
+    datasets_logging.set_verbosity(level)
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -92,6 +115,7 @@ def load_data(data_args: DataArguments, tokenizer, seed: int):
         max_eval_samples=data_args.max_eval_samples,
         seed=seed,
     )
+    check_label_values(raw, task)
     tokenized = tokenize_dataset(raw, tokenizer, task.text_columns, data_args.max_seq_length)
     return raw, tokenized, task
 
@@ -114,17 +138,6 @@ def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: 
         )
 
 
-def label_config(task: TaskSpec) -> dict[str, Any]:
-    """`from_pretrained` kwargs that give a model the task's labels."""
-    if task.label_names is None:
-        return {"num_labels": 1, "problem_type": "regression"}
-    return {
-        "num_labels": task.num_labels,
-        "id2label": dict(enumerate(task.label_names)),
-        "label2id": {name: i for i, name in enumerate(task.label_names)},
-    }
-
-
 def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset, data_collator, task: TaskSpec):
     """Dev metrics of a model that is not being trained (the teacher), through a plain `Trainer`."""
     trainer = Trainer(
@@ -134,6 +147,8 @@ def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset
         data_collator=data_collator,
         compute_metrics=build_compute_metrics(task),
     )
+    # The head's loss is a batch mean: without this Trainer multiplies eval_loss by the number of processes.
+    trainer.model_accepts_loss_kwargs = False
     return trainer.evaluate(metric_key_prefix="eval")
 
 

@@ -10,7 +10,9 @@ from typing import Any
 from transformers import TrainingArguments
 from transformers.utils import logging
 
+from .guards import check_finite_settings
 from .layer_mapping import parse_layer_list
+from .teacher_cache import check_teacher_cache_settings
 
 logger = logging.get_logger(__name__)
 
@@ -23,6 +25,8 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "bilstm": {"alpha": 1.0, "temperature": 1.0, "beta": 0.0},
     # PeaKD's KD/PKD stage after PTP.
     "peakd": {"alpha": 0.7, "temperature": 10.0, "beta": 100.0},
+    # TinyBERT's stage 2: soft cross-entropy at t = 1 and no hard-label term; stage 1 uses none of these.
+    "tinybert": {"alpha": 1.0, "temperature": 1.0, "beta": 0.0},
 }
 # Methods whose loss adds PKD's patient term over mapped intermediate [CLS] states.
 PATIENT_METHODS = ("pkd", "peakd")
@@ -73,6 +77,82 @@ class DistillationConfig(TrainingArguments):
     normalize_patience: bool = field(
         default=True, metadata={"help": "L2-normalise the [CLS] vectors before PKD's patient loss (the paper's form)."}
     )
+    # -- TinyBERT ----------------------------------------------------------------------------------------------------
+    tinybert_stage: int | None = field(
+        default=None,
+        metadata={
+            "help": "1: intermediate layers (embeddings, hidden states, attention scores); 2: prediction layer. "
+            "Unset: run_distill.py / `train_tinybert` run stage 1 then stage 2 (a DistillationTrainer needs 1 or 2).",
+            "choices": [1, 2],
+        },
+    )
+    tinybert_layer_map: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher layers (1-based) for student layers 1 … M, e.g. '3,6,9,12'. Default: g(m) = m·N/M. "
+            "The embeddings always map to the teacher's."
+        },
+    )
+    tinybert_attention_target: str = field(
+        default="scores",
+        metadata={
+            "help": "Attention maps compared in stage 1: pre-softmax scores QKᵀ/√d (the paper) or probabilities.",
+            "choices": ["scores", "probs"],
+        },
+    )
+    tinybert_use_projection: str = field(
+        default="auto",
+        metadata={
+            "help": "Learned W_h from the student to the teacher width: auto = only when the widths differ.",
+            "choices": ["auto", "true", "false"],
+        },
+    )
+    tinybert_share_projection: bool = field(
+        default=True, metadata={"help": "One W_h for embeddings and all layers (TinyBERT v1); False: one per layer."}
+    )
+    tinybert_hidden_mask: bool = field(
+        default=False,
+        metadata={
+            "help": "Average the hidden-state MSE over real tokens only (default: all positions, as the reference)."
+        },
+    )
+    tinybert_attention_masked_mean: bool = field(
+        default=False,
+        metadata={
+            "help": "Average the attention MSE over valid (query, key) pairs only (default: zero padded keys and "
+            "average over all L·L entries, as the reference)."
+        },
+    )
+    tinybert_stage1_epochs: float = field(default=10.0, metadata={"help": "Stage-1 epochs (paper: 10–50 by task)."})
+    tinybert_stage1_learning_rate: float = field(default=5e-5, metadata={"help": "Stage-1 learning rate, constant."})
+    tinybert_stage2_epochs: float = field(default=3.0, metadata={"help": "Stage-2 epochs."})
+    tinybert_stage2_learning_rate: float = field(default=3e-5, metadata={"help": "Stage-2 peak learning rate."})
+    tinybert_stage2_warmup: float = field(
+        default=0.1, metadata={"help": "Stage-2 linear warm-up: a ratio of the steps in [0, 1), or a step count."}
+    )
+    # -- teacher -------------------------------------------------------------------------------------------------
+    teacher_cache: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of teacher outputs (logits, and the mapped layers' [CLS] states for PKD) precomputed once "
+            "over the training set and read instead of running the teacher; built on first use, reused while the "
+            "teacher, training set, method and layers match. Not for tinybert. Evaluation still runs the teacher."
+        },
+    )
+    overwrite_teacher_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Rebuild a `teacher_cache` made from another teacher, dataset or layer map instead of failing."
+        },
+    )
+    teacher_autocast_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "Run the teacher (online and while caching) under autocast in this dtype; the student keeps its "
+            "own precision.",
+            "choices": ["bfloat16", "float16"],
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -84,7 +164,9 @@ class DistillationConfig(TrainingArguments):
         for name, value in METHOD_PRESETS[self.method].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        check_finite_settings(self.effective_distillation_config())
         self._validate_loss_settings()
+        check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)
 
     def _validate_loss_settings(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -96,6 +178,21 @@ class DistillationConfig(TrainingArguments):
         if self.pkd_strategy not in ("skip", "last"):
             raise ValueError(f"`pkd_strategy` must be 'skip' or 'last', got {self.pkd_strategy!r}.")
         parse_layer_list(self.pkd_layer_map, "pkd_layer_map")
+        parse_layer_list(self.tinybert_layer_map, "tinybert_layer_map")
+        if self.tinybert_stage not in (None, 1, 2):
+            raise ValueError(f"`tinybert_stage` must be 1, 2 or unset (both stages), got {self.tinybert_stage!r}.")
+        for name in ("tinybert_stage1_epochs", "tinybert_stage1_learning_rate", "tinybert_stage2_epochs",
+                     "tinybert_stage2_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}.")
+        for name, choices in (("tinybert_attention_target", ("scores", "probs")),
+                              ("tinybert_use_projection", ("auto", "true", "false"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
+        if self.tinybert_stage2_warmup < 0:
+            raise ValueError(
+                f"`tinybert_stage2_warmup` must be ≥ 0 (a ratio or steps), got {self.tinybert_stage2_warmup}."
+            )
 
     def effective_distillation_config(self) -> dict[str, Any]:
         """The distillation settings this run uses, after presets: the fields this class adds to TrainingArguments."""

@@ -3,19 +3,25 @@
 from collections import defaultdict
 
 import torch
+from datasets import Dataset
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging
 
-from . import losses
+from . import guards, losses
 from .config import PATIENT_METHODS, DistillationConfig
 from .layer_mapping import LayerMap, parse_layer_list, pkd_layer_map
+from .model_card import is_distillation_card
+from .peft_utils import load_teacher, merge_peft_model
+from .teacher_cache import CACHE_ROW_COLUMN, TeacherCache, load_or_build_teacher_cache, teacher_autocast
+from .tinybert import TinyBertDistiller
 
 logger = logging.get_logger(__name__)
 
-# Batch columns that are not model inputs: `idx` keys the example (teacher cache, augmented data).
-_NON_MODEL_COLUMNS = ("labels", "idx")
+# Batch columns that are not model inputs: `idx` keys the example (augmented data), `teacher_cache_row` the row of
+# the teacher cache.
+_NON_MODEL_COLUMNS = ("labels", "idx", CACHE_ROW_COLUMN)
 
 
 def num_executed_layers(model: PreTrainedModel) -> int:
@@ -59,7 +65,9 @@ class DistillationTrainer(Trainer):
         if teacher_model is None:
             raise ValueError("`teacher_model` is required: pass the fine-tuned teacher model or its path/Hub id.")
         if isinstance(teacher_model, str):
-            teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_model)
+            teacher_model = guards.load_pretrained(load_teacher, teacher_model, "teacher_model")
+        # A LoRA teacher only runs inference: merged, it is a plain model without the adapter's extra matmuls.
+        teacher_model = merge_peft_model(teacher_model)
         _check_compatible(teacher_model, model)
         super().__init__(model=model, args=args, **kwargs)
         # Our compute_loss divides summed per-example losses by the number of examples of the whole accumulated
@@ -67,6 +75,12 @@ class DistillationTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.teacher = self._prepare_teacher(teacher_model)
         self.pkd_map: LayerMap = self._resolve_pkd_map(model) if args.method in PATIENT_METHODS else []
+        self.tinybert: TinyBertDistiller | None = None
+        if args.method == "tinybert":
+            self.tinybert = TinyBertDistiller(
+                args, model, self.teacher, num_executed_layers(model), num_executed_layers(self.teacher)
+            )
+        self.teacher_cache: TeacherCache | None = self._prepare_teacher_cache() if args.teacher_cache else None
         self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -80,6 +94,7 @@ class DistillationTrainer(Trainer):
         return teacher
 
     def _resolve_pkd_map(self, student: PreTrainedModel) -> LayerMap:
+        guards.check_patient_student(self.teacher, student, self.args.method)
         layer_map = pkd_layer_map(
             self.args.pkd_strategy,
             num_teacher_layers=num_executed_layers(self.teacher),
@@ -89,10 +104,36 @@ class DistillationTrainer(Trainer):
         logger.info("PKD layer map (student layer -> teacher layer): %s", layer_map)
         return layer_map
 
+    def _prepare_teacher_cache(self) -> TeacherCache:
+        """Open the cache (built first if needed, by the main process while the others wait) and give the training
+        rows the column that keys them to it."""
+        args = self.args
+        if not isinstance(self.train_dataset, Dataset):
+            raise ValueError(
+                f"`teacher_cache` needs the training set as a `datasets.Dataset` (rows are keyed by position), got "
+                f"{type(self.train_dataset).__name__}. Pass a `datasets.Dataset` or drop `teacher_cache`."
+            )
+        # With node-local storage each node builds its own copy; with shared storage only the global main process.
+        with args.main_process_first(local=args.save_on_each_node, desc="teacher cache"):
+            cache = load_or_build_teacher_cache(
+                args.teacher_cache,
+                self.teacher,
+                self.train_dataset,
+                method=args.method,
+                teacher_layers=[teacher_layer for _, teacher_layer in self.pkd_map],
+                teacher_autocast_dtype=args.teacher_autocast_dtype,
+                overwrite=args.overwrite_teacher_cache,
+                batch_size=args.per_device_eval_batch_size,
+                show_progress=not args.disable_tqdm,
+            )
+        self.train_dataset = cache.attach(self.train_dataset)
+        return cache
+
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if "idx" not in self._signature_columns:
-            self._signature_columns.append("idx")
+        for column in _NON_MODEL_COLUMNS:
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
         """Examples (rows) in the accumulated batch, summed over processes: every term is a per-example mean."""
@@ -103,22 +144,45 @@ class DistillationTrainer(Trainer):
             count = self.accelerator.gather(count).sum()
         return count
 
+    # -- TinyBERT's W_h projections train with the student and are saved with the optimizer, not the model -------
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.tinybert is not None:
+            self.tinybert.add_to_optimizer(optimizer, self.args.weight_decay)
+        return optimizer
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.tinybert is not None and self.args.should_save:
+            self.tinybert.save_projections(output_dir)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if self.tinybert is not None and checkpoint is not None:
+            self.tinybert.load_projections(checkpoint)
+        super()._load_optimizer_and_scheduler(checkpoint)
+
     # -- loss ----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
         model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
-        needs_hidden = bool(self.pkd_map)
-        student_outputs = model(**model_inputs, output_hidden_states=needs_hidden)
-        with torch.no_grad():
-            teacher_outputs = self.teacher(**model_inputs, output_hidden_states=needs_hidden)
-
-        terms = self._loss_terms(student_outputs, teacher_outputs, labels)
+        if self.tinybert is not None:  # runs both models itself: stage 1 reads their attention scores
+            student_outputs, terms = self.tinybert.loss_terms(
+                model, model_inputs, labels, lambda hidden: self._teacher_outputs(inputs, model_inputs, hidden)
+            )
+        else:
+            needs_hidden = bool(self.pkd_map)
+            student_outputs = model(**model_inputs, output_hidden_states=needs_hidden)
+            teacher_outputs = self._teacher_outputs(inputs, model_inputs, needs_hidden)
+            terms = self._loss_terms(student_outputs, teacher_outputs, labels)
         batch_size = student_outputs.logits.size(0)
         denominator = num_items_in_batch if num_items_in_batch is not None else batch_size
         loss = sum(weight * value for weight, value in terms.values()) / denominator
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # DDP averages gradients over processes while the denominator already counts every process's examples.
             loss = loss * self.accelerator.num_processes
+        if model.training:
+            step = self.state.global_step + 1
+            guards.check_finite_loss(loss, terms, step, {"student logits": student_outputs.logits})
 
         buffer = self._term_buffer["train" if model.training else "eval"]
         for name, (_, value) in terms.items():
@@ -126,6 +190,13 @@ class DistillationTrainer(Trainer):
         if return_outputs:
             return loss, SequenceClassifierOutput(loss=loss, logits=student_outputs.logits)
         return loss
+
+    def _teacher_outputs(self, inputs, model_inputs, output_hidden_states: bool):
+        """Cached outputs for rows of the cached training set, else a no-grad teacher pass (no cache, evaluation)."""
+        if self.teacher_cache is not None and CACHE_ROW_COLUMN in inputs:
+            return self.teacher_cache.lookup(inputs[CACHE_ROW_COLUMN])
+        with torch.no_grad(), teacher_autocast(self.args.teacher_autocast_dtype, self.args.device):
+            return self.teacher(**model_inputs, output_hidden_states=output_hidden_states)
 
     def _loss_terms(self, student_outputs, teacher_outputs, labels) -> dict[str, tuple[float, torch.Tensor]]:
         """Each term as `(weight, sum over the batch of per-example values)`."""
@@ -155,9 +226,17 @@ class DistillationTrainer(Trainer):
         prefix = "eval_" if mode == "eval" else ""
         buffer = self._term_buffer[mode]
         for name, values in buffer.items():
-            logs[prefix + name] = torch.stack(values).mean().item()
+            # Each process buffered only its own batches; Trainer calls `log` on every process, so average them all.
+            logs[prefix + name] = self.accelerator.gather(torch.stack(values).mean()).mean().item()
         buffer.clear()
         super().log(logs, start_time)
+
+    # -- Hub -----------------------------------------------------------------------------------------------------
+    def create_model_card(self, *args, **kwargs) -> None:
+        # `push_to_hub` calls this right before uploading: keep the card run_distill.py wrote (teacher, method,
+        # teacher-vs-student results) instead of replacing it with Trainer's generic draft.
+        if not is_distillation_card(f"{self.args.output_dir}/README.md"):
+            super().create_model_card(*args, **kwargs)
 
 
 def _check_compatible(teacher: PreTrainedModel, student: nn.Module) -> None:

@@ -52,6 +52,15 @@ def make_tiny_bert(seed: int = 0, **config_kwargs) -> BertForSequenceClassificat
     return BertForSequenceClassification(make_tiny_bert_config(**config_kwargs)).eval()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread; competing thread pools crawl on a 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_tokenizer():
     return make_tiny_tokenizer()

@@ -69,6 +69,16 @@ class TaskSpec:
         """The metric to select checkpoints on (`metric_for_best_model`) and to report in one number."""
         return self.metric_names[0]
 
+    def label_config(self) -> dict[str, Any]:
+        """`from_pretrained`/config kwargs that give a model this task's labels, in the dataset's order."""
+        if self.label_names is None:
+            return {"num_labels": 1, "problem_type": "regression"}
+        return {
+            "num_labels": self.num_labels,
+            "id2label": dict(enumerate(self.label_names)),
+            "label2id": {name: i for i, name in enumerate(self.label_names)},
+        }
+
     @property
     def features(self) -> Features:
         """The features every split of `load_task_dataset` has, whatever the source."""

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
 
+from ..guards import load_pretrained
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
 from .sps import build_sps_student
@@ -68,7 +69,7 @@ class StudentArguments:
         return self.student_arch or DEFAULT_STUDENT_ARCH.get(method, "plain")
 
 
-def _load_ready_made_student(args: StudentArguments, teacher_tokenizer) -> PreTrainedModel:
+def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) -> PreTrainedModel:
     if args.student_layers or args.student_layer_ids or args.student_init_from:
         raise ValueError(
             "`student_model_name_or_path` gives a ready-made student; drop `student_layers`, `student_layer_ids` and "
@@ -81,13 +82,19 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer) -> PreTr
             "from the teacher's, but teacher and student read the same token ids. Use a student built on the "
             "teacher's tokenizer (e.g. `--student_layers k`)."
         )
-    return AutoModelForSequenceClassification.from_pretrained(args.student_model_name_or_path)
+    # A general-distillation checkpoint has no task head: give it the task's labels (a mismatching head is an error).
+    return load_pretrained(
+        AutoModelForSequenceClassification.from_pretrained,
+        args.student_model_name_or_path,
+        "student_model_name_or_path",
+        **task.label_config(),
+    )
 
 
 def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
     """The student for `method`: ready-made, a BiLSTM, an SPS BERT or a plain layer selection of the teacher."""
     if args.student_model_name_or_path:
-        return _load_ready_made_student(args, tokenizer)
+        return _load_ready_made_student(args, tokenizer, task)
     arch = args.resolved_arch(method)
     if arch == "bilstm":
         return build_bilstm_student(

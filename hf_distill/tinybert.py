@@ -1,0 +1,484 @@
+"""TinyBERT task distillation (Jiao et al. 2020, `shared/docs/methods.md` §3): attention-score capture, the `W_h`
+projections, the loss terms of both stages and the two-stage driver.
+
+Stage 1 matches intermediate layers: `Σ_{m=0..M} MSE(H_S,m W_h, H_T,g(m)) + Σ_{m=1..M} MSE(A_S,m, A_T,g(m))` with `A`
+the pre-softmax attention scores `QKᵀ/√d_head + mask`. Stage 2 matches predictions:
+`mean_b Σ_c −softmax(z_T/t)_c · log_softmax(z_S/t)_c`.
+
+Attention scores are read through transformers' attention interface: while `capture_attention(model)` is active,
+the model runs `_capturing_attention`, an eager attention that hands each layer's scores to the capture. Outside it
+(stage 2, evaluation of other methods, anything else) the model keeps its own implementation, SDPA by default.
+"""
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AttentionInterface, AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+from transformers.modeling_utils import unwrap_model
+from transformers.utils import logging
+
+from . import losses
+from .layer_mapping import LayerMap, explicit_map, parse_layer_list, uniform_map, validate_layer_map
+
+if TYPE_CHECKING:
+    from transformers.trainer_utils import TrainOutput
+
+    from .config import DistillationConfig
+    from .trainer import DistillationTrainer
+
+logger = logging.get_logger(__name__)
+
+CAPTURE_ATTENTION_IMPLEMENTATION = "hf_distill_capture"
+PROJECTIONS_FILE = "tinybert_projections.safetensors"
+ATTENTION_TARGETS = ("scores", "probs")
+
+# -- attention capture ---------------------------------------------------------------------------------------------
+
+# Active captures keyed by the id of the model config, which every attention module of a model shares: teacher and
+# student can be captured at the same time without mixing their maps.
+_ACTIVE_CAPTURES: dict[int, tuple[str, list[torch.Tensor]]] = {}
+
+
+def _capturing_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention that records `QKᵀ·scaling + mask` or its softmax, `(B, H, L, L)`, in the active capture.
+
+    Query, key, value: `(B, H, L, d_head)`; returns the output `(B, L, H, d_head)` and the probabilities, like
+    transformers' `eager_attention_forward`.
+    """
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = nn.functional.softmax(scores, dim=-1)
+    capture = _ACTIVE_CAPTURES.get(id(getattr(module, "config", None)))
+    if capture is not None:
+        target, maps = capture
+        maps.append(scores if target == "scores" else probs)
+    attended = torch.matmul(nn.functional.dropout(probs, p=dropout, training=module.training), value)
+    return attended.transpose(1, 2).contiguous(), probs
+
+
+AttentionInterface.register(CAPTURE_ATTENTION_IMPLEMENTATION, _capturing_attention)
+# Models build their additive (B, 1, L, L) mask for the configured implementation: ours takes eager's.
+ALL_MASK_ATTENTION_FUNCTIONS.register(CAPTURE_ATTENTION_IMPLEMENTATION, eager_mask)
+
+
+@contextmanager
+def capture_attention(model: nn.Module, target: str = "scores") -> Iterator[list[torch.Tensor]]:
+    """Collect the attention maps of every forward pass of `model` run inside the block.
+
+    Yields a list that fills with one `(B, H, L, L)` tensor per executed transformer layer, in execution order:
+    pre-softmax scores `QKᵀ/√d_head + mask` for `target="scores"` (masked keys hold `finfo(dtype).min`), softmax
+    probabilities for `"probs"`. The tensors keep their autograd graph. The model must route attention through
+    transformers' `AttentionInterface` (BERT, RoBERTa, ELECTRA, ... in transformers 5).
+    """
+    if target not in ATTENTION_TARGETS:
+        raise ValueError(f"`tinybert_attention_target` must be one of {ATTENTION_TARGETS}, got {target!r}.")
+    config = unwrap_model(model).config
+    if id(config) in _ACTIVE_CAPTURES:
+        raise RuntimeError("capture_attention is already active for this model; nested captures would mix maps.")
+    maps: list[torch.Tensor] = []
+    previous = config._attn_implementation
+    config._attn_implementation = CAPTURE_ATTENTION_IMPLEMENTATION
+    _ACTIVE_CAPTURES[id(config)] = (target, maps)
+    try:
+        yield maps
+    finally:
+        del _ACTIVE_CAPTURES[id(config)]
+        config._attn_implementation = previous
+
+
+# -- projections ---------------------------------------------------------------------------------------------------
+
+
+class TinyBertProjections(nn.Module):
+    """`W_h`: linear maps from the student width `d_S` to the teacher width `d_T`, applied to student hidden states.
+
+    `shared=True` (TinyBERT v1's reference) uses one map for the embeddings and every layer; `False` one per student
+    layer in `student_layers`. Initialised like BERT's linear layers (normal, std `initializer_range`, zero bias).
+    They train with the student and are dropped afterwards: they are never part of the saved student.
+    """
+
+    def __init__(
+        self,
+        student_width: int,
+        teacher_width: int,
+        student_layers: list[int],
+        shared: bool = True,
+        initializer_range: float = 0.02,
+    ):
+        super().__init__()
+        self.shared = shared
+        names = ["shared"] if shared else [str(layer) for layer in student_layers]
+        self.maps = nn.ModuleDict({name: nn.Linear(student_width, teacher_width) for name in names})
+        for linear in self.maps.values():
+            nn.init.normal_(linear.weight, std=initializer_range)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, hidden_states: torch.Tensor, student_layer: int) -> torch.Tensor:
+        """`(B, L, d_S)` hidden states of `student_layer` (0 = embeddings) → `(B, L, d_T)`."""
+        return self.maps["shared" if self.shared else str(student_layer)](hidden_states)
+
+
+def _average_gradient_across_processes(grad: torch.Tensor) -> torch.Tensor:
+    # DDP only averages the gradients of the model it wraps; the projections live beside the student.
+    grad = grad.clone()
+    torch.distributed.all_reduce(grad)
+    return grad / torch.distributed.get_world_size()
+
+
+# -- layer map and checks ------------------------------------------------------------------------------------------
+
+
+def tinybert_layer_map(
+    num_student_layers: int, num_teacher_layers: int, teacher_layers: str | list[int] | None = None
+) -> LayerMap:
+    """`[(0, 0), (1, g(1)), …, (M, g(M))]`: uniform `g(m) = m·N/M`, or the explicit teacher layers of student layers
+    `1 … M` (`teacher_layers`, e.g. "3,6,9,12"). The embedding output always maps to the teacher's."""
+    explicit = parse_layer_list(teacher_layers, "tinybert_layer_map")
+    if explicit is None:
+        return uniform_map(num_teacher_layers, num_student_layers)
+    layer_map = [(0, 0), *explicit_map(explicit, range(1, num_student_layers + 1), "tinybert_layer_map")]
+    validate_layer_map(layer_map, num_student_layers, num_teacher_layers, "tinybert_layer_map")
+    if 0 in explicit:
+        raise ValueError(
+            f"`tinybert_layer_map`={teacher_layers!r} maps a transformer layer to teacher layer 0, the embedding "
+            f"output, which has no attention map. Use teacher layers in [1, {num_teacher_layers}]."
+        )
+    return layer_map
+
+
+def check_attention_heads(student: PreTrainedModel, teacher: PreTrainedModel) -> None:
+    """TinyBERT's attention loss compares maps head by head, so the head counts must match."""
+    student_heads, teacher_heads = student.config.num_attention_heads, teacher.config.num_attention_heads
+    if student_heads != teacher_heads:
+        raise ValueError(
+            f"TinyBERT's attention loss compares attention maps head by head, but the student has "
+            f"`num_attention_heads`={student_heads} and the teacher {teacher_heads}. Build the student with "
+            f'`--student_config \'{{"num_attention_heads": {teacher_heads}, ...}}\'` (hidden_size a multiple of '
+            f"{teacher_heads}), as TinyBERT-4 keeps BERT's 12 heads."
+        )
+
+
+def resolve_use_projection(setting: str, student_width: int, teacher_width: int) -> bool:
+    """`tinybert_use_projection`: "auto" projects only a narrower/wider student; "true" always; "false" never."""
+    if setting not in ("auto", "true", "false"):
+        raise ValueError(f"`tinybert_use_projection` must be 'auto', 'true' or 'false', got {setting!r}.")
+    if setting == "false" and student_width != teacher_width:
+        raise ValueError(
+            f"`tinybert_use_projection`='false', but the student's hidden size is {student_width} and the teacher's "
+            f"{teacher_width}: their hidden states cannot be compared without `W_h`. Use 'auto' (or 'true'), or a "
+            f"student with hidden_size={teacher_width}."
+        )
+    return setting == "true" or (setting == "auto" and student_width != teacher_width)
+
+
+# -- the loss of one stage -----------------------------------------------------------------------------------------
+
+
+class TinyBertDistiller:
+    """The TinyBERT loss of one stage (`args.tinybert_stage`), used by `DistillationTrainer` for `method="tinybert"`.
+
+    Stage 1 owns the layer map and the `W_h` projections; its terms are `loss_emb`, `loss_hidden` (summed over mapped
+    layers 1 … M) and `loss_attn` (same), each a per-example value summed over the batch. Stage 2 returns `loss_pred`
+    (soft cross-entropy at `args.temperature`, preset 1; squared error to the teacher's prediction for regression),
+    weighted by `args.alpha` (preset 1) and, only when `alpha < 1`, a hard-label `loss_ce`.
+    """
+
+    def __init__(
+        self,
+        args: "DistillationConfig",
+        student: PreTrainedModel,
+        teacher: PreTrainedModel,
+        num_student_layers: int,
+        num_teacher_layers: int,
+    ):
+        if args.tinybert_stage not in (1, 2):
+            raise ValueError(
+                f"`tinybert_stage` must be 1 (intermediate layers) or 2 (prediction layer) for a DistillationTrainer, "
+                f"got {args.tinybert_stage!r}. Run both stages with `hf_distill.tinybert.train_tinybert` or "
+                "`run_distill.py --method tinybert`."
+            )
+        self.args = args
+        self.stage = args.tinybert_stage
+        self.teacher = teacher
+        self.layer_map: LayerMap = []
+        self.projections: TinyBertProjections | None = None
+        if self.stage == 2:
+            return
+        if args.gradient_checkpointing or getattr(student, "is_gradient_checkpointing", False):
+            raise ValueError(
+                "`gradient_checkpointing` does not work in TinyBERT stage 1: the attention scores are read in the "
+                "forward pass, which checkpointing recomputes with the model's own attention. Drop it for stage 1 "
+                "(stage 2 supports it); TinyBERT students are small."
+            )
+        check_attention_heads(student, teacher)
+        self.layer_map = tinybert_layer_map(num_student_layers, num_teacher_layers, args.tinybert_layer_map)
+        logger.info("TinyBERT layer map (student layer -> teacher layer, 0 = embeddings): %s", self.layer_map)
+        student_width, teacher_width = student.config.hidden_size, teacher.config.hidden_size
+        if resolve_use_projection(args.tinybert_use_projection, student_width, teacher_width):
+            self.projections = TinyBertProjections(
+                student_width,
+                teacher_width,
+                [student_layer for student_layer, _ in self.layer_map],
+                shared=args.tinybert_share_projection,
+                initializer_range=getattr(student.config, "initializer_range", 0.02),
+            ).to(args.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                for parameter in self.projections.parameters():
+                    parameter.register_hook(_average_gradient_across_processes)
+
+    def loss_terms(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        labels: torch.Tensor | None,
+        teacher_forward: Callable[[bool], Any],
+    ) -> tuple[Any, dict[str, tuple[float, torch.Tensor]]]:
+        """Run the student on `inputs` and the teacher through `teacher_forward(output_hidden_states)` (the trainer's
+        no-grad pass); return the student's outputs and `{name: (weight, batch sum)}`."""
+        if self.stage == 1:
+            return self._intermediate_terms(model, inputs, teacher_forward)
+        student_outputs = model(**inputs)
+        teacher_outputs = teacher_forward(False)
+        student_logits, teacher_logits = student_outputs.logits, teacher_outputs.logits
+        if student_logits.size(-1) == 1:
+            prediction = losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum")
+        else:
+            prediction = losses.soft_cross_entropy(student_logits, teacher_logits, self.args.temperature, "sum")
+        terms = {"loss_pred": (self.args.alpha, prediction)}
+        if labels is not None and self.args.alpha < 1.0:
+            terms["loss_ce"] = (1.0 - self.args.alpha, losses.hard_label_loss(student_logits, labels, reduction="sum"))
+        return student_outputs, terms
+
+    def _intermediate_terms(self, model, inputs, teacher_forward):
+        target = self.args.tinybert_attention_target
+        with capture_attention(model, target) as student_maps:
+            student_outputs = model(**inputs, output_hidden_states=True)
+        with capture_attention(self.teacher, target) as teacher_maps:
+            teacher_outputs = teacher_forward(True)
+        for name, maps, outputs in (
+            ("student", student_maps, student_outputs),
+            ("teacher", teacher_maps, teacher_outputs),
+        ):
+            if len(maps) != len(outputs.hidden_states) - 1:
+                raise ValueError(
+                    f"TinyBERT read {len(maps)} attention maps from the {name}, which ran "
+                    f"{len(outputs.hidden_states) - 1} layers: its attention does not go through transformers' "
+                    "`AttentionInterface`. Use a BERT-family model of transformers 5 (BertForSequenceClassification…)."
+                )
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(inputs["input_ids"])
+        hidden_mask = attention_mask if self.args.tinybert_hidden_mask else None
+        hidden_terms, attention_terms = [], []  # the map starts with the embeddings, (0, 0)
+        for student_layer, teacher_layer in self.layer_map:
+            student_hidden = student_outputs.hidden_states[student_layer]
+            if self.projections is not None:
+                student_hidden = self.projections(student_hidden, student_layer)
+            hidden_terms.append(
+                losses.hidden_mse_loss(
+                    student_hidden, teacher_outputs.hidden_states[teacher_layer], hidden_mask, reduction="sum"
+                )
+            )
+            if student_layer > 0:
+                attention_terms.append(
+                    losses.attention_score_loss(
+                        student_maps[student_layer - 1],
+                        teacher_maps[teacher_layer - 1],
+                        attention_mask,
+                        masked_mean=self.args.tinybert_attention_masked_mean,
+                        reduction="sum",
+                    )
+                )
+        terms = {
+            "loss_emb": (1.0, hidden_terms[0]),
+            "loss_hidden": (1.0, torch.stack(hidden_terms[1:]).sum()),
+            "loss_attn": (1.0, torch.stack(attention_terms).sum()),
+        }
+        return student_outputs, terms
+
+    # -- projections in the optimizer and in checkpoints ---------------------------------------------------------
+    def add_to_optimizer(self, optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+        """Train the projections with the student: weights decay like the student's, biases do not."""
+        if self.projections is None:
+            return
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        new = [(name, p) for name, p in self.projections.named_parameters() if id(p) not in known]
+        for suffix, decay in (("weight", weight_decay), ("bias", 0.0)):
+            params = [p for name, p in new if name.endswith(suffix)]
+            if params:
+                optimizer.add_param_group({"params": params, "weight_decay": decay})
+
+    def save_projections(self, checkpoint_dir: str) -> None:
+        if self.projections is not None:
+            save_file(self.projections.state_dict(), str(Path(checkpoint_dir) / PROJECTIONS_FILE))
+
+    def load_projections(self, checkpoint_dir: str) -> None:
+        if self.projections is None:
+            return
+        path = Path(checkpoint_dir) / PROJECTIONS_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"`resume_from_checkpoint` {checkpoint_dir!r} has no {PROJECTIONS_FILE}, which a TinyBERT stage-1 "
+                "checkpoint with `W_h` projections holds. Resume from a checkpoint of the same stage-1 run."
+            )
+        self.projections.load_state_dict(load_file(str(path), device=str(self.args.device)))
+
+
+# -- the two stages ------------------------------------------------------------------------------------------------
+
+# TrainingArguments fields each stage sets itself, and where the user sets them instead.
+_STAGE_OWNED_FIELDS = {
+    "learning_rate": "`tinybert_stage1_learning_rate` / `tinybert_stage2_learning_rate`",
+    "num_train_epochs": "`tinybert_stage1_epochs` / `tinybert_stage2_epochs`",
+    "warmup_steps": "`tinybert_stage2_warmup` (stage 1 has no warm-up)",
+    "lr_scheduler_type": "nothing: stage 1 is constant and stage 2 linear, as in the paper",
+}
+
+
+def check_stage_owned_fields(args: TrainingArguments) -> None:
+    """Refuse generic schedule settings that the stages would otherwise silently replace by their own."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+    for name, where in _STAGE_OWNED_FIELDS.items():
+        if getattr(args, name) != defaults[name]:
+            raise ValueError(
+                f"`{name}`={getattr(args, name)!r} does not apply to `--method tinybert`, whose stages set their own "
+                f"(default {defaults[name]!r}). Set {where}."
+            )
+
+
+def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -> "DistillationConfig":
+    """The config one stage trains with: its learning rate, epochs and schedule (methods.md §3) and its folder.
+
+    Stage 1: `tinybert_stage1_learning_rate` (5e-5), `tinybert_stage1_epochs` (10), constant, no warm-up, no
+    best-model reload (its logits are not trained). Stage 2: `tinybert_stage2_learning_rate` (3e-5),
+    `tinybert_stage2_epochs` (3), linear decay after `tinybert_stage2_warmup` (10 %). When both stages run, stage 1
+    writes to `<output_dir>/stage1`. `max_steps`, if set, applies to each stage.
+    """
+    if stage == 1:
+        overrides = dict(
+            learning_rate=args.tinybert_stage1_learning_rate,
+            num_train_epochs=args.tinybert_stage1_epochs,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            load_best_model_at_end=False,
+            output_dir=str(Path(args.output_dir) / "stage1") if both_stages else args.output_dir,
+        )
+    else:
+        overrides = dict(
+            learning_rate=args.tinybert_stage2_learning_rate,
+            num_train_epochs=args.tinybert_stage2_epochs,
+            lr_scheduler_type="linear",
+            warmup_steps=args.tinybert_stage2_warmup,
+        )
+    return dataclasses.replace(args, tinybert_stage=stage, **overrides)
+
+
+def stage_settings(args: "DistillationConfig") -> dict[str, dict[str, Any]]:
+    """The effective settings of each stage a run trains (`{"stage1": {...}, "stage2": {...}}`), for the log and
+    `distillation_config.json`. Fails first on generic schedule settings the stages would replace."""
+    check_stage_owned_fields(args)
+    stages = [args.tinybert_stage] if args.tinybert_stage else [1, 2]
+    settings = {}
+    for stage in stages:
+        stage_args = stage_arguments(args, stage, both_stages=len(stages) == 2)
+        settings[f"stage{stage}"] = {
+            "output_dir": stage_args.output_dir,
+            "learning_rate": stage_args.learning_rate,
+            "num_train_epochs": stage_args.num_train_epochs,
+            "max_steps": stage_args.max_steps,
+            "lr_scheduler_type": str(stage_args.lr_scheduler_type.value),
+            "warmup_steps": stage_args.warmup_steps,
+            "loss": "loss_emb + loss_hidden + loss_attn"
+            if stage == 1
+            else f"{stage_args.alpha:g} · loss_pred (t={stage_args.temperature:g}) + {1 - stage_args.alpha:g} · loss_ce",
+        }
+    return settings
+
+
+def train_tinybert(
+    student: PreTrainedModel, teacher: PreTrainedModel, args: "DistillationConfig", **trainer_kwargs
+) -> tuple["DistillationTrainer", "TrainOutput"]:
+    """Train `student` with TinyBERT's stage 1 then stage 2, or only `args.tinybert_stage`.
+
+    `trainer_kwargs` go to each stage's `DistillationTrainer` (datasets, collator, processing_class,
+    compute_metrics). Stage 2 starts from stage 1's final student, saved in `<output_dir>/stage1`. A
+    `resume_from_checkpoint` inside that folder resumes stage 1; any other resumes stage 2 (the checkpoint holds the
+    student). Returns the last stage's trainer, whose `save_model()` writes the final student, and its TrainOutput.
+    """
+    from .trainer import DistillationTrainer  # trainer.py imports this module for TinyBertDistiller
+
+    for stage, settings in stage_settings(args).items():
+        logger.info("TinyBERT %s settings: %s", stage, settings)
+    stages = [args.tinybert_stage] if args.tinybert_stage else [1, 2]
+    both_stages = len(stages) == 2
+    resume = args.resume_from_checkpoint
+    resume_stage = None
+    if resume:
+        stage1_dir = Path(stage_arguments(args, 1, both_stages).output_dir).resolve()
+        resume_stage = 1 if stage1_dir in (Path(resume).resolve(), *Path(resume).resolve().parents) else stages[-1]
+        stages = [stage for stage in stages if stage >= resume_stage]
+    for stage in stages:
+        stage_args = stage_arguments(args, stage, both_stages)
+        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=stage_args, **trainer_kwargs)
+        result = trainer.train(resume_from_checkpoint=resume if stage == resume_stage else None)
+        if stage == 1 and both_stages:
+            trainer.save_model()
+            student = trainer.model
+    return trainer, result
+
+
+# -- students of another shape -------------------------------------------------------------------------------------
+
+
+def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrainedModel:
+    """A randomly initialised student of the teacher's architecture, resized by `spec`.
+
+    `spec` is a JSON object or the path of a JSON file with config keys to change, e.g.
+    `{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}`
+    (TinyBERT-4). Everything else, labels and vocabulary included, is the teacher's.
+    """
+    text = Path(spec).read_text(encoding="utf-8") if Path(spec).is_file() else spec
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError:
+        overrides = None
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"`student_config` must be a JSON object or the path of a JSON file holding one, got {spec!r}. Example: "
+            '\'{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}\'.'
+        )
+    unknown = sorted(key for key in overrides if not hasattr(teacher.config, key))
+    if unknown:
+        raise ValueError(
+            f"`student_config` sets {unknown}, which {type(teacher.config).__name__} does not have. Use keys of the "
+            f"teacher's config.json, e.g. num_hidden_layers, hidden_size, num_attention_heads, intermediate_size."
+        )
+    fixed = {"vocab_size", "num_labels", "id2label", "label2id", "problem_type"} & overrides.keys()
+    if fixed:
+        raise ValueError(
+            f"`student_config` sets {sorted(fixed)}, but the student must read the teacher's token ids and predict "
+            "its labels. Drop these keys: they are copied from the teacher."
+        )
+    config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+    logger.info("Student built from `student_config` with random weights: %s", overrides)
+    return AutoModelForSequenceClassification.from_config(config)
