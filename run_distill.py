@@ -11,7 +11,7 @@ Offline, from a teacher made with run_glue_teacher.py and the local GLUE copy:
     python run_distill.py --method kd --teacher_model_name_or_path teachers/minilm-sst2 \
         --task_name sst2 --data_dir ../shared/data/glue/SST-2 --student_layer_ids 0,2,4 --output_dir students/kd
 
-TinyBERT task distillation (stage 1 into <output_dir>/stage1, then stage 2) into a fresh, narrower 3-layer student:
+TinyBERT task distillation (stage 1 into <output_dir>/_stage1, then stage 2) into a fresh, narrower 3-layer student:
 
     python run_distill.py --method tinybert --teacher_model_name_or_path teachers/minilm-sst2 \
         --task_name sst2 --data_dir ../shared/data/glue/SST-2 --output_dir students/tinybert \
@@ -61,6 +61,8 @@ logger = logging.get_logger("run_distill")
 
 @dataclass
 class TeacherArguments:
+    _argument_group_name = "Teacher"
+
     teacher_model_name_or_path: str = field(
         metadata={
             "help": "The fine-tuned teacher: a Hub id or a local folder, or a LoRA adapter of one "
@@ -78,6 +80,8 @@ class TeacherArguments:
 
 @dataclass
 class StudentConfigArguments:
+    _argument_group_name = "Student of a new shape (TinyBERT)"
+
     student_config: str | None = field(
         default=None,
         metadata={

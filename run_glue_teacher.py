@@ -23,7 +23,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -38,14 +37,17 @@ from hf_distill.cli import (
     write_json_atomic,
 )
 from hf_distill.data import build_compute_metrics
-from hf_distill.peft_utils import TeacherPeftArguments, add_lora
 from hf_distill.guards import check_max_seq_length, check_resume_checkpoint, load_pretrained, save_final_model
+from hf_distill.peft_utils import TeacherPeftArguments, add_lora
+from hf_distill.trainer import ClassifierTrainer
 
 logger = logging.get_logger("run_glue_teacher")
 
 
 @dataclass
 class TeacherModelArguments:
+    _argument_group_name = "Model"
+
     model_name_or_path: str = field(metadata={"help": "Checkpoint to fine-tune: a Hub id or a local folder."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
     ignore_mismatched_sizes: bool = field(
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logger.info("Fine-tuning %s on %s (%d train / %d dev examples)", model_args.model_name_or_path, task.name,
                 len(raw["train"]), len(raw["validation"]))
 
-    trainer = Trainer(
+    trainer = ClassifierTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized["train"],
@@ -94,10 +96,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=build_compute_metrics(task),
     )
-    # Sequence-classification heads return a batch-mean loss and ignore `num_items_in_batch`, yet Trainer sees
-    # `**kwargs` in their forward and would skip the division by the accumulation steps and multiply the loss by
-    # the number of processes (2× loss, gradients and logged losses under torchrun --nproc_per_node 2).
-    trainer.model_accepts_loss_kwargs = False
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     save_final_model(trainer)
     if peft_args.use_peft and training_args.should_save:

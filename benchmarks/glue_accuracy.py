@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "else 42,43,44 on MRPC/RTE and 42 on SST-2).")
     parser.add_argument("--glue_dir", default=str(REPO.parent / "shared" / "data" / "glue"),
                         help="Folder holding SST-2/, MRPC/, RTE/ in the GLUE TSV layout.")
-    parser.add_argument("--from_hub", action="store_true", help="Load nyu-mll/glue from the Hub instead of --glue_dir.")
+    parser.add_argument("--from_hub", action="store_true",
+                        help="Load nyu-mll/glue from the Hub instead of --glue_dir.")
     parser.add_argument("--teacher_base", default=None,
                         help="Checkpoint the teacher is fine-tuned from (default: the packaged all-MiniLM-L6-v2; "
                         "e.g. bert-base-uncased).")
@@ -210,35 +211,44 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def latency_row(model_dir: Path, name: str) -> dict:
-    """Parameters and median CPU/GPU latency (batch 32 × seq 64) of a saved plain model, cached next to it."""
-    cached = model_dir / "latency.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
+def measure_latencies(model_dirs: dict[str, Path], cache_file: Path, rounds: int = 10) -> dict[str, dict]:
+    """Parameters and latency (ms, batch 32 × seq 64) of each saved model: after a warm-up, one forward per model per
+    round, models interleaved, and the fastest of the rounds counts. On a shared machine a load burst hits every
+    model alike, and the minimum is the estimate least affected by other processes."""
+    key = {name: str(path) for name, path in model_dirs.items()}
+    if cache_file.exists() and json.loads(cache_file.read_text()).get("models") == key:
+        return json.loads(cache_file.read_text())["latency"]
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_distill.cli import model_summary_row
-    from hf_distill.data import get_task
+    import hf_distill.students  # noqa: F401  (registers the SPS and BiLSTM classes with the Auto classes)
+    from hf_distill.summary import count_parameters, make_latency_batch, measure_latency
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    config = SimpleNamespace(per_device_eval_batch_size=LATENCY_BATCH)
-    task = SimpleNamespace(main_metric="accuracy")
-    row = model_summary_row(name, model, {}, task, tokenizer, config, str(model_dir))
-    cached.write_text(json.dumps(row))
-    return row
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models, batches = {}, {}
+    for name, path in model_dirs.items():
+        models[name] = AutoModelForSequenceClassification.from_pretrained(path).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        batches[name] = make_latency_batch(tokenizer, LATENCY_BATCH, LATENCY_SEQ, device)
+        if "token_type_ids" not in tokenizer.model_input_names:
+            batches[name].pop("token_type_ids", None)
+    timings: dict[str, list[float]] = {name: [] for name in models}
+    for name, model in models.items():
+        measure_latency(model, batches[name], warmup=2, repeats=1)
+    for _ in range(rounds):
+        for name, model in models.items():
+            timings[name].append(measure_latency(model, batches[name], warmup=0, repeats=1))
+    latency = {name: {"parameters_m": count_parameters(model) / 1e6, "latency_ms": min(timings[name]),
+                      "latency_median_ms": statistics.median(timings[name])} for name, model in models.items()}
+    cache_file.write_text(json.dumps({"models": key, "latency": latency}, indent=2))
+    return latency
 
 
 def train_teacher(args, task: str, settings: dict, task_cache: Path) -> dict:
     teacher_dir = task_cache / "teacher"
     argv = ["--model_name_or_path", args.teacher_base, *data_flags(args, task, settings),
             *schedule_flags(settings, settings["teacher_epochs"], BERT_LR, 42)]
-    cell = run_cell("run_glue_teacher.py", argv, teacher_dir)
-    if cell["status"] == "ok":
-        cell["latency_row"] = latency_row(teacher_dir, "teacher")
-    return cell
+    return run_cell("run_glue_teacher.py", argv, teacher_dir)
 
 
 def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
@@ -255,8 +265,8 @@ def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
     AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(init_dir)
 
 
-def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[Path, Path] | str:
-    """TinyBERT-augmented training file and the dev split as a file (a --train_file run needs both); or why not."""
+def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[Path, Path]:
+    """TinyBERT-augmented training file and the dev split as a file (a --train_file run needs both)."""
     from hf_distill.augment import labels_as_names, main as augment_main, write_dataset_atomic
     from hf_distill.data import load_task_dataset
 
@@ -289,10 +299,7 @@ def method_cell(args, method: str, task: str, settings: dict, task_cache: Path, 
             build_finetune_init(teacher_dir, task_cache / "finetune_init")
         argv = ["--model_name_or_path", str(task_cache / "finetune_init"), *data,
                 *schedule_flags(settings, epochs, BERT_LR, seed)]
-        cell = run_cell("run_glue_teacher.py", argv, out)
-        if cell["status"] == "ok":
-            cell["latency_row"] = latency_row(out, "student (finetune)")
-        return cell
+        return run_cell("run_glue_teacher.py", argv, out)
     argv = ["--teacher_model_name_or_path", str(teacher_dir)]
     if method in ("kd", "pkd"):
         argv += ["--method", method, "--student_layers", str(STUDENT_LAYERS), *data,
@@ -321,7 +328,7 @@ def main_metrics(task: str) -> list[str]:
     return ["f1", "accuracy"] if task == "mrpc" else ["accuracy"]
 
 
-def summarize(task: str, method: str, cells: list[dict], teacher_latency: float | None) -> dict:
+def summarize(task: str, method: str, cells: list[dict]) -> dict:
     ok = [cell for cell in cells if cell["status"] == "ok"]
     row = {"task": task, "method": method, "name": METHODS.get(method, method), "seeds_ok": len(ok),
            "seeds_failed": sum(cell["status"] == "failed" for cell in cells),
@@ -333,18 +340,6 @@ def summarize(task: str, method: str, cells: list[dict], teacher_latency: float 
         row[metric] = values
         row[f"{metric}_mean"] = statistics.mean(values)
         row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-    summary = ok[0].get("latency_row") or next(
-        r for r in ok[0]["results"]["summary"] if r["model"].startswith("student")
-    )
-    latency_key = next(key for key in summary if key.startswith("latency"))
-    row["parameters_m"] = summary["parameters (M)"]
-    row["latency_ms"] = summary[latency_key]
-    if "summary" in ok[0]["results"]:
-        # Speed-up against the teacher timed in the same process, minutes apart: robust to the machine's load.
-        teacher_row = ok[0]["results"]["summary"][0]
-        row["speedup"] = teacher_row[latency_key] / summary[latency_key]
-    elif teacher_latency:
-        row["speedup"] = teacher_latency / summary[latency_key]
     row["wall_time_s"] = statistics.mean(cell.get("wall_time_s", float("nan")) for cell in ok)
     row["train_runtime_s"] = statistics.mean(cell["results"].get("train_runtime", float("nan")) for cell in ok)
     return row
@@ -403,10 +398,13 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
         f"Command: `{meta['command']}`  ",
         f"Git commit: `{meta['git_commit']}`{' (with uncommitted changes)' if meta['git_dirty'] else ''}  ",
         f"Teacher base: `{meta['teacher_base']}`; student: first {STUDENT_LAYERS} teacher layers (BiLSTM: "
-        "Tang et al., teacher embeddings); device: " + meta["device"] + f"; total wall time {meta['wall_time_min']:.1f} min.",
+        f"Tang et al., teacher embeddings); device: {meta['device']}; "
+        f"training wall time, all cells summed: {meta['cells_wall_time_min']:.1f} min (this invocation: "
+        f"{meta['wall_time_min']:.1f} min).",
         "",
         "Dev set, mean ± std over seeds (MRPC: F1 / accuracy). Latency: median forward of a batch of "
-        f"{LATENCY_BATCH}×{LATENCY_SEQ} tokens; speed-up against the teacher timed in the same run. "
+        f"{LATENCY_BATCH}×{LATENCY_SEQ} tokens, fastest of 10 forwards interleaved across "
+        "all models of the task (the first successful seed's model); speed-up over the teacher. "
         "Wall time: whole cell (including PTP / TinyBERT stage 1 / evaluation), mean per seed.",
         "",
         "| task | method | dev metric | seeds | % of teacher | params (M) | latency (ms) | speed-up | wall (s) |",
@@ -417,7 +415,8 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
     for row in rows:
         task = row["task"]
         metric = row.get(f"{main_metrics(task)[-1]}_mean")
-        pct = f"{100 * metric / teacher_scores[task]:.1f}" if metric is not None and teacher_scores.get(task) else "–"
+        has_pct = metric is not None and teacher_scores.get(task)
+        pct = f"{100 * metric / teacher_scores[task]:.1f}" if has_pct else "–"
         seeds = f"{row.get('seeds_ok', 0)}" + (f" (+{row['seeds_failed']} failed)" if row.get("seeds_failed") else "")
         cells = [task, row["name"], format_metric(row, task), seeds, pct,
                  _fmt(row.get("parameters_m"), ".1f"), _fmt(row.get("latency_ms"), ".0f"),
@@ -486,15 +485,16 @@ def main(argv: list[str] | None = None) -> dict:
         settings = task_settings(args, task)
         task_cache = Path(args.cache_dir) / args.run_name / task
         teacher = train_teacher(args, task, settings, task_cache)
-        teacher_row = summarize(task, "teacher", [teacher], None)
+        teacher_row = summarize(task, "teacher", [teacher])
         teacher_row["name"] = "teacher"
-        teacher_row["speedup"] = 1.0
         rows.append(teacher_row)
+        task_rows = [teacher_row]
         raw_cells[f"{task}/teacher"] = teacher
         if teacher["status"] != "ok":
             logger.error("No teacher for %s: skipping its students.", task)
             continue
         extra: dict = {}
+        model_dirs = {"teacher": task_cache / "teacher"}
         for method in args.methods:
             skip_reason = None
             if method in TINYBERT_METHODS and "tinybert" not in METHOD_PRESETS:
@@ -509,10 +509,19 @@ def main(argv: list[str] | None = None) -> dict:
                 logger.warning("Skipping %s on %s: %s", method, task, skip_reason)
                 rows.append({"task": task, "method": method, "name": METHODS[method], "skip_reason": skip_reason})
                 continue
-            cells = [method_cell(args, method, task, settings, task_cache, seed, extra)
-                     for seed in seeds_for(args, task)]
-            raw_cells.update({f"{task}/{method}/seed{seed}": cell for seed, cell in zip(seeds_for(args, task), cells)})
-            rows.append(summarize(task, method, cells, teacher_row.get("latency_ms")))
+            seeds = seeds_for(args, task)
+            cells = [method_cell(args, method, task, settings, task_cache, seed, extra) for seed in seeds]
+            raw_cells.update({f"{task}/{method}/seed{seed}": cell for seed, cell in zip(seeds, cells)})
+            task_rows.append(summarize(task, method, cells))
+            rows.append(task_rows[-1])
+            first_ok = next((seed for seed, cell in zip(seeds, cells) if cell["status"] == "ok"), None)
+            if first_ok is not None:
+                model_dirs[method] = task_cache / method / f"seed{first_ok}"
+        latency = measure_latencies(model_dirs, task_cache / "latency.json")
+        for row in task_rows:
+            if row["method"] in latency:
+                row.update(latency[row["method"]])
+                row["speedup"] = latency["teacher"]["latency_ms"] / row["latency_ms"]
         if "tinybert_aug" in args.methods and "augmented" in extra:
             rows_aug = sum(1 for _ in open(extra["augmented"][0]))
             notes.append(f"{task}: TinyBERT augmentation with `{args.aug_mlm}`, N_a={settings['n_aug']}: "
@@ -521,6 +530,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     commit, dirty = git_state()
+    given = sys.argv[1:] if argv is None else argv
     mode_settings = {task: task_settings(args, task) for task in args.tasks}
     notes += [
         f"Mode settings per task (train rows kept, dev rows kept, max length, epochs): {json.dumps(mode_settings)}.",
@@ -541,15 +551,14 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {
         "mode": args.mode,
         # --report_only only re-aggregates: the command that regenerates the numbers is the one without it.
-        "command": "python " + " ".join(
-            ["benchmarks/glue_accuracy.py", *(a for a in (sys.argv[1:] if argv is None else argv) if a != "--report_only")]
-        ),
+        "command": " ".join(["python benchmarks/glue_accuracy.py", *(a for a in given if a != "--report_only")]),
         "git_commit": commit,
         "git_dirty": dirty,
         "teacher_base": args.teacher_base,
         "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available()
         else f"cpu ({torch.get_num_threads()} threads)",
         "wall_time_min": (time.perf_counter() - start) / 60,
+        "cells_wall_time_min": sum(cell.get("wall_time_s", 0.0) for cell in raw_cells.values()) / 60,
         "notes": notes,
     }
     order = ["teacher", *METHODS]

@@ -44,10 +44,13 @@ sys.path.insert(0, str(REPO_ROOT))
 from hf_distill import DistillationConfig, DistillationTrainer, load_task_dataset, tokenize_dataset  # noqa: E402
 from hf_distill.students import build_student_from_teacher  # noqa: E402
 from hf_distill.summary import count_parameters, format_markdown_table, make_latency_batch  # noqa: E402
-from hf_distill.teacher_cache import CACHE_ROW_COLUMN  # noqa: E402
+from hf_distill.layer_mapping import pkd_layer_map  # noqa: E402
+from hf_distill.teacher_cache import CACHE_ROW_COLUMN, load_or_build_teacher_cache  # noqa: E402
 
 TRAIN_VARIANTS = ("plain", "kd_online", "pkd_online", "kd_cached", "pkd_cached")
-TEACHER_VARIANTS = ("teacher_fwd", "teacher_fwd_inference_mode", "teacher_fwd_bf16_autocast")
+TEACHER_VARIANTS = ("teacher_fwd",)
+# Alternatives to the teacher's no-grad forward, timed with `--fast_path_variants`.
+FAST_PATH_VARIANTS = ("teacher_fwd_inference_mode", "teacher_fwd_bf16_autocast")
 DESCRIPTIONS = {
     "plain": "plain fine-tuning of the 3-layer student (CE only, `Trainer`)",
     "kd_online": "KD, teacher online",
@@ -59,7 +62,7 @@ DESCRIPTIONS = {
     "teacher_fwd_bf16_autocast": "teacher forward alone (`no_grad`, bf16 autocast)",
 }
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-PROBE_STEPS = 6
+PROBE_STEPS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq_length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30, help="Measured rounds (every variant once per round).")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--latency_repeats", type=int, default=30)
+    parser.add_argument("--latency_repeats", type=int, default=20)
+    parser.add_argument(
+        "--fast_path_variants", action="store_true",
+        help="Also time the teacher forward under inference_mode and under bf16 autocast.",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--skip_memory", action="store_true", help="Skip the per-variant peak-memory processes.")
     parser.add_argument("--output_dir", default=str(REPO_ROOT / "benchmarks" / "results"))
@@ -121,16 +128,25 @@ class Setup:
         else:
             method, mode = name.split("_")
             cache = str(work_dir / f"cache-{method}") if mode == "cached" else None
-            start = time.perf_counter()
+            if cache:
+                self._build_cache(cache, method)
             trainer = DistillationTrainer(
                 model=student, teacher_model=self.teacher, train_dataset=self.train,
                 args=DistillationConfig(method=method, teacher_cache=cache, **common),
             )
-            if cache:
-                self.cache_build_s[method] = time.perf_counter() - start
         trainer.create_optimizer()
         trainer.current_gradient_accumulation_steps = 1  # set by `train()`, read by `training_step`
         return trainer
+
+    def _build_cache(self, path: str, method: str) -> None:
+        """Build (or, in a memory probe, reuse) the cache the trainer then opens, timing the build alone."""
+        layers = []
+        if method == "pkd":
+            num_layers = (self.teacher.config.num_hidden_layers, self.student.config.num_hidden_layers)
+            layers = [teacher_layer for _, teacher_layer in pkd_layer_map("skip", *num_layers)]
+        start = time.perf_counter()
+        load_or_build_teacher_cache(path, self.teacher, self.train, method, layers, batch_size=64, show_progress=False)
+        self.cache_build_s[method] = time.perf_counter() - start
 
     def step_fn(self, name: str) -> Callable[[dict], None]:
         """One training step (forward, loss, backward, optimizer step) or one teacher forward."""
@@ -221,8 +237,8 @@ def inference_latency(setup: Setup) -> list[dict]:
     return rows
 
 
-def peak_memory_mb(args: argparse.Namespace, work_dir: Path, name: str) -> float:
-    """Peak memory of a fresh process that sets up and trains only variant `name`."""
+def peak_memory_mb(args: argparse.Namespace, work_dir: Path, name: str) -> dict[str, float]:
+    """Peak memory of a fresh process that sets up and trains only variant `name`, and what it held before."""
     # Same rows as the main process, so the cached variants find their caches.
     command = [sys.executable, __file__, "--memory_probe", name, "--work_dir", str(work_dir), "--device", args.device,
                "--batch_size", str(args.batch_size), "--seq_length", str(args.seq_length), "--steps", str(args.steps),
@@ -230,25 +246,29 @@ def peak_memory_mb(args: argparse.Namespace, work_dir: Path, name: str) -> float
                *(["--threads", str(args.threads)] if args.threads else []),
                *(["--teacher", args.teacher] if args.teacher else [])]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def run_memory_probe(args: argparse.Namespace) -> None:
-    """Internal: train one variant for a few steps and print its peak memory in MiB as JSON."""
+    """Internal: train one variant for a few steps and print its peak and pre-training memory in MiB as JSON."""
     setup = Setup(args, Path(args.work_dir), (args.memory_probe,))
     step = setup.step_fn(args.memory_probe)
-    if torch.device(args.device).type == "cuda":
+    cuda = torch.device(args.device).type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
     else:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM: the peak covers the steps, not the setup
+        before = _proc_status_mb("VmRSS")
     for batch in setup.batches[:PROBE_STEPS]:
         step(batch)
-    if torch.device(args.device).type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        status = Path("/proc/self/status").read_text().splitlines()
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-    print(json.dumps({"peak_mb": peak}))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _proc_status_mb("VmHWM")
+    print(json.dumps({"peak": peak, "before_steps": before}))
+
+
+def _proc_status_mb(field: str) -> float:
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
 
 
 def cpu_name() -> str:
@@ -277,13 +297,19 @@ def summarize(times: dict[str, list[float]]) -> tuple[dict, dict]:
     return medians, targets
 
 
+def _memory_growth(memory: dict[str, float] | None) -> float | None:
+    return None if memory is None else memory["peak"] - memory["before_steps"]
+
+
 def write_results(args, results: dict) -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
     step_rows = [
         {"variant": name, "what": DESCRIPTIONS[name], "median step (ms)": ms,
-         "vs plain": ms / results["step_ms"]["plain"], "peak memory (MiB)": results["peak_memory_mb"].get(name)}
+         "vs plain": ms / results["step_ms"]["plain"],
+         "peak memory (MiB)": results["peak_memory_mb"].get(name, {}).get("peak"),
+         "peak − before steps (MiB)": _memory_growth(results["peak_memory_mb"].get(name))}
         for name, ms in results["step_ms"].items()
     ]
     target_rows = [{"check": name, **values} for name, values in results["targets"].items()]
@@ -331,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict:
         work_dir = Path(args.work_dir or tmp)
         setup = Setup(args, work_dir, TRAIN_VARIANTS)
         loss_gap = cached_vs_online_loss_gap(setup)
-        names = TRAIN_VARIANTS + TEACHER_VARIANTS
+        names = TRAIN_VARIANTS + TEACHER_VARIANTS + (FAST_PATH_VARIANTS if args.fast_path_variants else ())
         times = time_interleaved(setup, names)
         medians, targets = summarize(times)
         inference = inference_latency(setup)
@@ -352,8 +378,10 @@ def main(argv: list[str] | None = None) -> dict:
         "step_ms_all": times,
         "targets": targets,
         "peak_memory_mb": memory,
-        "memory_kind": "torch.cuda.max_memory_allocated" if args.device.startswith("cuda")
-        else "peak RSS (VmHWM) of a fresh process training only that variant, reset after setup",
+        "memory_kind": "a fresh process per variant sets up, then trains "
+        + f"{PROBE_STEPS} steps; peak = "
+        + ("`torch.cuda.max_memory_allocated`, before steps = `memory_allocated` after setup"
+           if args.device.startswith("cuda") else "peak RSS (VmHWM, reset after setup), before steps = RSS after setup"),
         "cache_build_s": setup.cache_build_s,
         "cache_rows": len(setup.train),
         "cached_vs_online_loss_gap": loss_gap,

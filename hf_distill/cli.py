@@ -12,13 +12,13 @@ from typing import Any
 
 import yaml
 from datasets.utils import logging as datasets_logging
-from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
+from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
 from .guards import check_config_file_keys, check_label_values
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
-from .trainer import has_default_label_names
+from .trainer import ClassifierTrainer, has_default_label_names
 
 logger = logging.get_logger(__name__)
 
@@ -28,6 +28,8 @@ CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 @dataclass
 class DataArguments:
     """Which task and data to train and evaluate on."""
+
+    _argument_group_name = "Data"
 
     task_name: str | None = field(
         default=None,
@@ -59,17 +61,23 @@ class DataArguments:
 
 
 def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
-    """Flags, or one JSON/YAML file holding the same keys (`python run_distill.py examples/kd.yaml`)."""
+    """Flags, or a JSON/YAML file holding the same keys, optionally followed by flags that override it
+    (`python run_distill.py examples/kd_sst2.yaml --output_dir students/kd`)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = HfArgumentParser(dataclass_types)
-    if len(argv) == 1 and argv[0].endswith(CONFIG_FILE_SUFFIXES):
+    if argv and argv[0].endswith(CONFIG_FILE_SUFFIXES):
         path = os.path.abspath(argv[0])
         if not os.path.isfile(path):
             raise ValueError(f"Config file {argv[0]!r} does not exist. Pass an existing .json/.yaml file or flags.")
         text = Path(path).read_text(encoding="utf-8")
         values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
         check_config_file_keys(values, dataclass_types, argv[0])
-        return parser.parse_dict(values)
+        # The file's values become the defaults, so flags after it override them and it may hold required ones.
+        parser.set_defaults(**values)
+        for action in parser._actions:
+            if action.dest in values:
+                action.required = False
+        argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -140,15 +148,13 @@ def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: 
 
 def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset, data_collator, task: TaskSpec):
     """Dev metrics of a model that is not being trained (the teacher), through a plain `Trainer`."""
-    trainer = Trainer(
+    trainer = ClassifierTrainer(
         model=model,
         args=args,
         eval_dataset=eval_dataset,
         data_collator=data_collator,
         compute_metrics=build_compute_metrics(task),
     )
-    # The head's loss is a batch mean: without this Trainer multiplies eval_loss by the number of processes.
-    trainer.model_accepts_loss_kwargs = False
     return trainer.evaluate(metric_key_prefix="eval")
 
 

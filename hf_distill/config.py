@@ -43,6 +43,8 @@ class DistillationConfig(TrainingArguments):
     the method's preset.
     """
 
+    _argument_group_name = "Distillation and training (every TrainingArguments flag)"
+
     # -- method ---------------------------------------------------------------------------------------------------
     method: str = field(
         default="kd",

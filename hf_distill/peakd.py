@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel
 from transformers.utils import logging
 
 from .config import DistillationConfig
 from .data import TaskSpec
 from .data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
+from .trainer import ClassifierTrainer
 
 logger = logging.get_logger(__name__)
 
 
 @dataclass
 class PTPArguments:
+    _argument_group_name = "PeaKD pretraining (PTP)"
+
     ptp: bool = field(
         default=True,
         metadata={"help": "--method peakd: pretrain the student on the teacher's predictions first (--no_ptp skips)."},
@@ -93,12 +96,12 @@ def run_ptp_stage(
         greater_is_better=False,
         push_to_hub=False,
     )
-    predictor = Trainer(model=teacher, args=stage_config, eval_dataset=eval_dataset, data_collator=data_collator)
+    predictor = ClassifierTrainer(model=teacher, args=stage_config, eval_dataset=eval_dataset, data_collator=data_collator)
     ptp_train = _with_ptp_labels(train_dataset, torch.from_numpy(predictor.predict(train_dataset).predictions), t1, t2)
     ptp_eval = _with_ptp_labels(eval_dataset, torch.from_numpy(predictor.predict(eval_dataset).predictions), t1, t2)
 
     replace_classifier(student, PTP_NUM_LABELS, PTP_LABEL_NAMES)
-    Trainer(
+    ClassifierTrainer(
         model=student, args=stage_config, train_dataset=ptp_train, eval_dataset=ptp_eval, data_collator=data_collator
     ).train()
     replace_classifier(student, task.num_labels, task.label_names)

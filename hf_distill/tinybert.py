@@ -372,7 +372,8 @@ def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -
     Stage 1: `tinybert_stage1_learning_rate` (5e-5), `tinybert_stage1_epochs` (10), constant, no warm-up, no
     best-model reload (its logits are not trained). Stage 2: `tinybert_stage2_learning_rate` (3e-5),
     `tinybert_stage2_epochs` (3), linear decay after `tinybert_stage2_warmup` (10 %). When both stages run, stage 1
-    writes to `<output_dir>/stage1`. `max_steps`, if set, applies to each stage.
+    writes to `<output_dir>/_stage1`, which `push_to_hub` skips (Trainer ignores `_*` folders), and is never pushed
+    itself: its checkpoints hold the `W_h` projections and optimizer state. `max_steps`, if set, applies to each stage.
     """
     if stage == 1:
         overrides = dict(
@@ -381,7 +382,8 @@ def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -
             lr_scheduler_type="constant",
             warmup_steps=0,
             load_best_model_at_end=False,
-            output_dir=str(Path(args.output_dir) / "stage1") if both_stages else args.output_dir,
+            output_dir=str(Path(args.output_dir) / "_stage1") if both_stages else args.output_dir,
+            push_to_hub=args.push_to_hub and not both_stages,
         )
     else:
         overrides = dict(
@@ -421,7 +423,7 @@ def train_tinybert(
     """Train `student` with TinyBERT's stage 1 then stage 2, or only `args.tinybert_stage`.
 
     `trainer_kwargs` go to each stage's `DistillationTrainer` (datasets, collator, processing_class,
-    compute_metrics). Stage 2 starts from stage 1's final student, saved in `<output_dir>/stage1`. A
+    compute_metrics). Stage 2 starts from stage 1's final student, saved in `<output_dir>/_stage1`. A
     `resume_from_checkpoint` inside that folder resumes stage 1; any other resumes stage 2 (the checkpoint holds the
     student). Returns the last stage's trainer, whose `save_model()` writes the final student, and its TrainOutput.
     """

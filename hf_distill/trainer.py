@@ -31,6 +31,19 @@ def num_executed_layers(model: PreTrainedModel) -> int:
     return getattr(config, "num_executed_layers", None) or config.num_hidden_layers
 
 
+class ClassifierTrainer(Trainer):
+    """`Trainer` for a classifier that computes its own batch-mean loss (teacher fine-tuning, PTP, evaluation).
+
+    Sequence-classification heads ignore `num_items_in_batch`, yet their forward takes `**kwargs`, so plain Trainer
+    would skip the division by the accumulation steps and multiply the loss by the number of processes (2× loss,
+    gradients and logged losses under `torchrun --nproc_per_node 2`).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
+
 class DistillationTrainer(Trainer):
     """`Trainer` for a student model distilled from `teacher_model`.
 
@@ -42,14 +55,15 @@ class DistillationTrainer(Trainer):
     trainer.train()
     ```
 
-    The teacher runs in eval mode without gradients on the student's device; it is never trained and never part of
-    a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`, `loss_pkd`, with `eval_` variants).
+    The teacher (a model, a `PeftModel`, or a path/Hub id of either, LoRA adapters included) is merged if it is an
+    adapter and runs in eval mode without gradients on the student's device; it is never trained, never wrapped for
+    distributed training and never part of a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`, `loss_pkd`, with `eval_` variants).
     """
 
     def __init__(
         self,
         model: PreTrainedModel | nn.Module | None = None,
-        teacher_model: PreTrainedModel | str | None = None,
+        teacher_model: "PreTrainedModel | PeftModel | str | None" = None,
         args: DistillationConfig | None = None,
         **kwargs,
     ):

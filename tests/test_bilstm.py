@@ -2,13 +2,10 @@
 embedding initialisation and errors."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from conftest import run_without_hf_distill
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from hf_distill.students.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, build_bilstm_student
@@ -277,34 +274,16 @@ def test_in_process_auto_load(tmp_path, tiny_tokenizer):
         torch.testing.assert_close(loaded(**batch).logits, student(**batch).logits, rtol=0, atol=0)
 
 
-REMOTE_LOAD_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, sys
+REMOTE_LOAD_SCRIPT = """
+import torch
+from transformers import AutoModelForSequenceClassification
 
-    class BlockHfDistill(importlib.abc.MetaPathFinder):
-        # Even with hf_distill pip-installed, the saved code must not need it.
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_distill" or name.startswith("hf_distill."):
-                raise ImportError(f"blocked {name}")
-
-    sys.meta_path.insert(0, BlockHfDistill())
-    try:
-        import hf_distill
-    except ImportError:
-        pass
-    else:
-        sys.exit("hf_distill is importable in the subprocess")
-
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    data = torch.load("io.pt")
-    model = AutoModelForSequenceClassification.from_pretrained("student", trust_remote_code=True).eval()
-    with torch.no_grad():
-        logits = model(**data["inputs"]).logits
-    torch.save({"logits": logits, "module": type(model).__module__}, "loaded.pt")
-    """
-)
+data = torch.load("io.pt")
+model = AutoModelForSequenceClassification.from_pretrained("student", trust_remote_code=True).eval()
+with torch.no_grad():
+    logits = model(**data["inputs"]).logits
+torch.save({"logits": logits, "module": type(model).__module__}, "loaded.pt")
+"""
 
 
 def test_remote_code_load_without_hf_distill(tmp_path, tiny_tokenizer):
@@ -314,13 +293,7 @@ def test_remote_code_load_without_hf_distill(tmp_path, tiny_tokenizer):
     with torch.no_grad():
         expected = student(**inputs).logits
     torch.save({"inputs": inputs}, tmp_path / "io.pt")
-    (tmp_path / "load.py").write_text(REMOTE_LOAD_SCRIPT, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    result = subprocess.run(
-        [sys.executable, "load.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_without_hf_distill(REMOTE_LOAD_SCRIPT, tmp_path)
     loaded = torch.load(tmp_path / "loaded.pt")
     assert loaded["module"].startswith("transformers_modules.")  # the copied file, not this package
     torch.testing.assert_close(loaded["logits"], expected, rtol=0, atol=0)

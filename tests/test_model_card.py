@@ -3,7 +3,6 @@ and the scripts' user surface (`--help`, the YAML examples)."""
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 import transformers
 import yaml
-from conftest import REPO_ROOT, make_tiny_bert, make_tiny_tokenizer
+from conftest import REPO_ROOT, make_tiny_bert, make_tiny_tokenizer, run_without_hf_distill
 from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import load_file
 
@@ -70,15 +69,10 @@ def saved_students(tmp_path_factory):
             expected[kind] = student(**tokenizer(SENTENCES, padding=True, return_tensors="pt")).logits.tolist()
 
     script = textwrap.dedent(f"""
-        import json, sys
-        try:
-            import hf_distill
-            hf_distill_importable = True
-        except ImportError:
-            hf_distill_importable = False
+        import json
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
         sentences = {SENTENCES!r}
-        report = {{"hf_distill_importable": hf_distill_importable}}
+        report = {{}}
         for kind in {list(STUDENT_TYPES)!r}:
             model = AutoModelForSequenceClassification.from_pretrained(kind, trust_remote_code=True).eval()
             tokenizer = AutoTokenizer.from_pretrained(kind)
@@ -91,18 +85,13 @@ def saved_students(tmp_path_factory):
         print()  # the JSON report is the last line, after anything the libraries print
         print(json.dumps(report))
     """)
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(root / "modules"), TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
-                            timeout=180)
-    assert result.returncode == 0, result.stderr[-5000:]
+    result = run_without_hf_distill(script, root)
     return root, expected, cards, json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.mark.parametrize("kind", list(STUDENT_TYPES))
 def test_student_loads_without_hf_distill(saved_students, kind):
     _, expected, _, report = saved_students
-    assert report["hf_distill_importable"] is False
     loaded = report[kind]
     torch.testing.assert_close(torch.tensor(loaded["logits"]), torch.tensor(expected[kind]), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.tensor(loaded["pipeline"]), torch.tensor(expected[kind]), atol=1e-5, rtol=1e-5)
@@ -163,39 +152,60 @@ class FakeHub:
             for name in names
         )
         uploaded = list(filter_repo_objects(files, ignore_patterns=ignore_patterns))
-        readme = open(os.path.join(folder_path, "README.md"), encoding="utf-8").read()
-        self.uploads.append({"files": set(uploaded), "readme": readme, **kwargs})
+        readme = os.path.join(folder_path, "README.md")
+        card = open(readme, encoding="utf-8").read() if os.path.isfile(readme) else None
+        self.uploads.append({"folder": folder_path, "files": set(uploaded), "readme": card, **kwargs})
+        return type("Future", (), {"done": lambda self: True})()  # checkpoint pushes run as futures
 
 
-def test_push_to_hub_uploads_only_the_student_and_our_card(tmp_path, monkeypatch, tiny_teacher_dir, tiny_sst2_dir):
+STUDENT_FILES = {
+    "README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_args.bin",
+    "all_results.json", "distillation_config.json", "summary.md",
+}
+PUSHED_RUNS = {
+    "pkd": ["--student_layers", "2", "--teacher_cache", "{tmp}/cache"],
+    "tinybert": ["--student_config", '{{"num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 20}}'],
+}
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "pkd",
+        "tinybert",
+    ],
+)
+def test_push_to_hub_uploads_only_the_student_and_our_card(
+    method, tmp_path, monkeypatch, tiny_teacher_dir, tiny_sst2_dir
+):
     hub = FakeHub()
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: hub)
     output = tmp_path / "student"
     metrics = run_distill.main([
-        "--method", "pkd", "--teacher_model_name_or_path", str(tiny_teacher_dir), "--teacher_hub_id", "org/teacher",
-        "--task_name", "sst2", "--data_dir", str(tiny_sst2_dir), "--student_layers", "2", "--max_steps", "2",
-        "--teacher_cache", str(tmp_path / "cache"), "--output_dir", str(output), "--push_to_hub", "--hub_model_id",
-        "me/tiny-pkd", "--max_seq_length", "32", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true",
+        "--method", method, *[arg.format(tmp=tmp_path) for arg in PUSHED_RUNS[method]], "--teacher_model_name_or_path",
+        str(tiny_teacher_dir), "--teacher_hub_id", "org/teacher", "--task_name", "sst2", "--data_dir",
+        str(tiny_sst2_dir), "--max_steps", "2", "--output_dir", str(output), "--push_to_hub", "--hub_model_id",
+        f"me/tiny-{method}", "--max_seq_length", "32", "--report_to", "none", "--save_strategy", "steps",
+        "--save_steps", "1", "--use_cpu", "true",
     ])
-    assert len(hub.uploads) == 1  # saving the model does not push a half-finished folder first
-    upload = hub.uploads[0]
-    assert upload["repo_id"] == "me/tiny-pkd"
-    assert upload["files"] == {
-        "README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-        "training_args.bin", "all_results.json", "distillation_config.json", "summary.md",
-    }
+    # Checkpoint pushes (hub_strategy every_save) upload the student so far; only the last one has the card.
+    assert all(upload["folder"] == str(output) for upload in hub.uploads)
+    assert all(upload["repo_id"] == f"me/tiny-{method}" for upload in hub.uploads)
+    assert all(upload["files"] <= STUDENT_FILES for upload in hub.uploads)
+    final = hub.uploads[-1]
+    assert final["files"] == STUDENT_FILES and final["commit_message"] == "End of training"
     saved = load_file(output / "model.safetensors")
     assert set(saved) == set(make_tiny_bert(num_hidden_layers=2).state_dict())  # no teacher, no projections
 
-    card = upload["readme"]
+    card = final["readme"]
     assert card == (output / "README.md").read_text() and is_distillation_card(output / "README.md")
     metadata = front_matter(card)
-    assert metadata["base_model"] == "org/teacher" and metadata["tags"][:2] == ["distillation", "pkd"]
-    assert metadata["model-index"][0]["name"] == "me/tiny-pkd"
+    assert metadata["base_model"] == "org/teacher" and metadata["tags"][:2] == ["distillation", method]
+    assert metadata["model-index"][0]["name"] == f"me/tiny-{method}"
     teacher_row, student_row = metrics["summary"]
     assert f"{student_row['speed-up']:.4g}× in batch latency" in card
     assert f"| teacher | {teacher_row['accuracy']:.4g} |" in card
-    assert 'pipeline("text-classification", model="me/tiny-pkd")' in card
+    assert f'pipeline("text-classification", model="me/tiny-{method}")' in card
 
 
 def test_trainer_writes_its_own_card_only_when_ours_is_absent(tmp_path, tiny_teacher):
@@ -232,12 +242,16 @@ def test_example_configs_parse(example):
         assert training_args.effective_distillation_config()["method"] == settings["method"]
 
 
-@pytest.mark.parametrize("script", [run_distill, run_glue_teacher], ids=lambda module: module.__name__)
-def test_help_is_grouped_and_every_option_explained(script, capsys):
+@pytest.mark.parametrize(
+    ("script", "groups"),
+    [(run_distill, ["Teacher:", "LoRA (PEFT):", "Data:"]), (run_glue_teacher, ["Model:", "LoRA (PEFT):", "Data:"])],
+    ids=["run_distill", "run_glue_teacher"],
+)
+def test_help_is_grouped_and_every_option_explained(script, groups, capsys):
     with pytest.raises(SystemExit):
         script.main(["--help"])
-    text = capsys.readouterr().out
-    assert "LoRA (PEFT):" in text
+    lines = capsys.readouterr().out.splitlines()
+    assert all(group in lines for group in groups)
     parser = transformers.HfArgumentParser(script.ARGUMENT_CLASSES)
     missing = [action.dest for action in parser._actions if not action.help and action.dest != "help"]
     assert not missing, f"options without help: {missing}"

@@ -49,7 +49,8 @@ def test_distill_from_a_yaml_config_file(tmp_path, tiny_teacher_dir, tiny_sst2_d
     config = {
         "method": "kd", "teacher_model_name_or_path": str(tiny_teacher_dir), "task_name": "sst2",
         "data_dir": str(tiny_sst2_dir), "student_layer_ids": "0,2", "max_steps": 2, "alpha": 0.5,
-        "temperature": 2.0, "max_seq_length": 32, "output_dir": str(tmp_path / "out"), "report_to": "none", "use_cpu": True,
+        "temperature": 2.0, "max_seq_length": 32, "output_dir": str(tmp_path / "out"), "report_to": "none",
+        "use_cpu": True,
     }
     path = tmp_path / "kd.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -60,6 +61,11 @@ def test_distill_from_a_yaml_config_file(tmp_path, tiny_teacher_dir, tiny_sst2_d
     assert (effective["alpha"], effective["temperature"]) == (0.5, 2.0)
     with pytest.raises(ValueError, match="`output_dir`.*already holds a finished run"):
         run_distill.main([str(path)])
+
+    # Flags after the file override it.
+    run_distill.main([str(path), "--output_dir", str(tmp_path / "other"), "--temperature", "4", "--no_ptp"])
+    effective = json.loads((tmp_path / "other" / "distillation_config.json").read_text())
+    assert (effective["alpha"], effective["temperature"]) == (0.5, 4.0)
 
 
 def distill_args(tmp_path, teacher_dir, data_dir, *extra):

@@ -1,14 +1,10 @@
 """SPS student: equivalence with an unrolled plain 2k-layer BERT, gradients, masks, save/load, and the builder."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_bert, make_tiny_bert_config
+from conftest import make_tiny_bert, make_tiny_bert_config, run_without_hf_distill
 from safetensors.torch import load_file
 from transformers import (
     AutoConfig,
@@ -225,12 +221,6 @@ def test_in_process_auto_classes_load_the_student(saved_sps):
 
 REMOTE_LOAD = """
 import sys, torch
-try:
-    import hf_distill
-except ImportError:
-    pass
-else:
-    sys.exit("hf_distill must not be importable here")
 from transformers import AutoModelForSequenceClassification
 model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
@@ -242,24 +232,7 @@ with torch.no_grad():
 def test_fresh_process_loads_with_trust_remote_code(saved_sps, tmp_path):
     sps, path = saved_sps
     torch.save(batch(), tmp_path / "batch.pt")
-    repo_root = str(Path(__file__).resolve().parents[1])
-    pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != Path(repo_root)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(pythonpath),
-        "HF_HUB_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
-    }
-    python = "/work/venv/bin/python" if Path("/work/venv/bin/python").exists() else sys.executable
-    result = subprocess.run(
-        [python, "-c", REMOTE_LOAD, str(path), "batch.pt", "logits.pt"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_without_hf_distill(REMOTE_LOAD, tmp_path, str(path), "batch.pt", "logits.pt")
     with torch.no_grad():
         torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), sps(**batch()).logits, atol=0, rtol=0)
 

@@ -218,3 +218,15 @@ def test_run_distill_builds_the_cache_and_refuses_other_data(tmp_path, tiny_teac
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
     with pytest.raises(ValueError, match="`teacher_cache`(.|\n)*tokenized training set"):
         run("second", "--max_seq_length", "4")
+
+
+def test_teacher_autocast_runs_the_online_teacher_in_bfloat16(tmp_path):
+    data = augmented_dataset()
+    losses = []
+    for dtype in (None, "bfloat16"):
+        trainer = make_trainer(tmp_path / str(dtype), data, method="pkd", teacher_autocast_dtype=dtype)
+        batch = next(iter(trainer.get_eval_dataloader()))
+        trainer.model.eval()
+        with torch.no_grad():
+            losses.append(trainer.compute_loss(trainer.model, batch).item())
+    assert losses[1] == pytest.approx(losses[0], rel=2e-2) and losses[1] != losses[0]

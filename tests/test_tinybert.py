@@ -252,9 +252,9 @@ def test_two_stages_train_every_term_and_save_only_the_student(tmp_path, monkeyp
     assert history[-1] < history[0] and "loss_hidden" not in stage2.state.log_history[0]
     assert trainer is stage2 and stage2.model is stage1.model and result.global_step == 8
 
-    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "stage1")
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "_stage1")
     assert saved.config.hidden_size == 16 and saved.config._attn_implementation == "sdpa"
-    assert not any("maps" in key for key in load_file(tmp_path / "out" / "stage1" / "model.safetensors"))
+    assert not any("maps" in key for key in load_file(tmp_path / "out" / "_stage1" / "model.safetensors"))
 
 
 def test_projections_train_are_checkpointed_and_restored_on_resume(tmp_path):
@@ -318,7 +318,7 @@ def test_script_runs_both_stages_into_a_configured_student(tmp_path, tiny_teache
     config = json.loads((output_dir / "distillation_config.json").read_text())
     assert config["tinybert_stages"]["stage1"]["lr_scheduler_type"] == "constant"
     assert config["tinybert_stages"]["stage2"]["learning_rate"] == 3e-5
-    for folder in (output_dir, output_dir / "stage1"):
+    for folder in (output_dir, output_dir / "_stage1"):
         assert AutoModelForSequenceClassification.from_pretrained(folder).config.hidden_size == 16
 
 
@@ -334,6 +334,6 @@ def test_minilm_teacher_into_a_narrower_student_on_real_sst2_rows(tmp_path, mini
     trainer, _ = train_tinybert(
         student, teacher, args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer)
     )
-    stage1 = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "stage1")
+    stage1 = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "_stage1")
     assert (stage1.config.hidden_size, stage1.config.num_attention_heads) == (192, 12)
     assert trainer.args.tinybert_stage == 2 and trainer.state.log_history[0]["loss_pred"] > 0

@@ -21,6 +21,8 @@ DEFAULT_STUDENT_ARCH = {"bilstm": "bilstm", "peakd": "sps"}
 class StudentArguments:
     """Which student to distil into. By default: the teacher's own class with a subset of its layers."""
 
+    _argument_group_name = "Student"
+
     student_arch: str | None = field(
         default=None,
         metadata={
