@@ -29,7 +29,6 @@ from transformers.utils import logging
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import (
-    setup_logging,
     DataArguments,
     check_labels_match_task,
     check_output_dir,
@@ -37,6 +36,7 @@ from hf_distill.cli import (
     load_data,
     model_summary_row,
     parse_arguments,
+    setup_logging,
     summary_table,
     write_json_atomic,
     write_text_atomic,
@@ -44,6 +44,7 @@ from hf_distill.cli import (
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import check_max_seq_length, check_resume_checkpoint, load_pretrained, save_final_model
 from hf_distill.model_card import render_model_card
+from hf_distill.peakd import PTPArguments, run_ptp_stage
 from hf_distill.peft_utils import (
     StudentPeftArguments,
     add_student_lora,
@@ -52,7 +53,6 @@ from hf_distill.peft_utils import (
     load_teacher_tokenizer,
     merge_peft_model,
 )
-from hf_distill.peakd import PTPArguments, run_ptp_stage
 from hf_distill.students.factory import StudentArguments, build_student
 from hf_distill.tinybert import build_student_from_config, stage_settings, train_tinybert
 

@@ -29,11 +29,11 @@ from transformers import (
 from transformers.utils import logging
 
 from hf_distill.cli import (
-    setup_logging,
     DataArguments,
     check_output_dir,
     load_data,
     parse_arguments,
+    setup_logging,
     write_json_atomic,
 )
 from hf_distill.data import build_compute_metrics

@@ -71,12 +71,14 @@ def validate_layer_map(
         if not 0 <= student_layer <= num_student_layers:
             raise ValueError(
                 f"`{argument}` maps student layer {student_layer}, but the student has {num_student_layers} layers "
-                f"(hidden states 0–{num_student_layers}, 0 = embeddings). Use student layers in [0, {num_student_layers}]."
+                f"(hidden states 0–{num_student_layers}, 0 = embeddings). "
+                f"Use student layers in [0, {num_student_layers}]."
             )
         if not 0 <= teacher_layer <= num_teacher_layers:
             raise ValueError(
                 f"`{argument}` maps to teacher layer {teacher_layer}, but the teacher has {num_teacher_layers} layers "
-                f"(hidden states 0–{num_teacher_layers}, 0 = embeddings). Use teacher layers in [0, {num_teacher_layers}]."
+                f"(hidden states 0–{num_teacher_layers}, 0 = embeddings). "
+                f"Use teacher layers in [0, {num_teacher_layers}]."
             )
     return layer_map
 

@@ -37,7 +37,9 @@ class PTPArguments:
             "per-task (t1, t2): rte (0.8, 0.6), mrpc (0.95, 0.75), sst2 (0.98, 0.8), qnli (0.98, 0.7)."
         },
     )
-    ptp_num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of the PTP stage (best dev loss kept)."})
+    ptp_num_train_epochs: float = field(
+        default=3.0, metadata={"help": "Epochs of the PTP stage (the checkpoint with the best dev loss is kept)."}
+    )
 
 
 def replace_classifier(model: PreTrainedModel, num_labels: int, label_names: tuple[str, ...] | None) -> None:
@@ -46,7 +48,8 @@ def replace_classifier(model: PreTrainedModel, num_labels: int, label_names: tup
     if not isinstance(old, nn.Linear):
         raise ValueError(
             f"PTP swaps the student's classification head, which must be a single `nn.Linear` named `classifier`; "
-            f"{type(model).__name__} has {type(old).__name__}. Use `--student_arch sps` or `plain` with a BERT teacher."
+            f"{type(model).__name__} has {type(old).__name__}. Use `--student_arch sps` or `plain` with a BERT "
+            "teacher."
         )
     model.classifier = nn.Linear(old.in_features, num_labels).to(device=old.weight.device, dtype=old.weight.dtype)
     model._init_weights(model.classifier)
@@ -96,7 +99,9 @@ def run_ptp_stage(
         greater_is_better=False,
         push_to_hub=False,
     )
-    predictor = ClassifierTrainer(model=teacher, args=stage_config, eval_dataset=eval_dataset, data_collator=data_collator)
+    predictor = ClassifierTrainer(
+        model=teacher, args=stage_config, eval_dataset=eval_dataset, data_collator=data_collator
+    )
     ptp_train = _with_ptp_labels(train_dataset, torch.from_numpy(predictor.predict(train_dataset).predictions), t1, t2)
     ptp_eval = _with_ptp_labels(eval_dataset, torch.from_numpy(predictor.predict(eval_dataset).predictions), t1, t2)
 

@@ -412,7 +412,10 @@ def stage_settings(args: "DistillationConfig") -> dict[str, dict[str, Any]]:
             "warmup_steps": stage_args.warmup_steps,
             "loss": "loss_emb + loss_hidden + loss_attn"
             if stage == 1
-            else f"{stage_args.alpha:g} · loss_pred (t={stage_args.temperature:g}) + {1 - stage_args.alpha:g} · loss_ce",
+            else (
+                f"{stage_args.alpha:g} · loss_pred (t={stage_args.temperature:g}) "
+                f"+ {1 - stage_args.alpha:g} · loss_ce"
+            ),
         }
     return settings
 

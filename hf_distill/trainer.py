@@ -1,6 +1,7 @@
 """`DistillationTrainer`: a `Trainer` whose loss distils a frozen teacher into the trained model (the student)."""
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
@@ -16,6 +17,9 @@ from .model_card import is_distillation_card
 from .peft_utils import load_teacher, merge_peft_model
 from .teacher_cache import CACHE_ROW_COLUMN, TeacherCache, load_or_build_teacher_cache, teacher_autocast
 from .tinybert import TinyBertDistiller
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 logger = logging.get_logger(__name__)
 
@@ -57,7 +61,8 @@ class DistillationTrainer(Trainer):
 
     The teacher (a model, a `PeftModel`, or a path/Hub id of either, LoRA adapters included) is merged if it is an
     adapter and runs in eval mode without gradients on the student's device; it is never trained, never wrapped for
-    distributed training and never part of a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`, `loss_pkd`, with `eval_` variants).
+    distributed training and never part of a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`,
+    `loss_pkd`, …, with `eval_` variants).
     """
 
     def __init__(
@@ -220,9 +225,8 @@ class DistillationTrainer(Trainer):
         if args.method == "bilstm" or student_logits.size(-1) == 1:
             terms = {"loss_mse": (args.alpha, losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum"))}
         else:
-            terms = {
-                "loss_kd": (args.alpha, losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum"))
-            }
+            kd = losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum")
+            terms = {"loss_kd": (args.alpha, kd)}
         if labels is not None and args.alpha < 1.0:
             terms["loss_ce"] = (1.0 - args.alpha, losses.hard_label_loss(student_logits, labels, reduction="sum"))
         if self.pkd_map:

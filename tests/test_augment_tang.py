@@ -11,7 +11,6 @@ import pytest
 from hf_distill.data.augment import Augmenter
 from hf_distill.data.augment_tang import TangAugmenter
 
-
 TAGS = {
     "the": "DET", "a": "DET",
     "cat": "NOUN", "dog": "NOUN", "apple": "NOUN", "pear": "NOUN",

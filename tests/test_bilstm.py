@@ -11,7 +11,6 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from hf_distill.students.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, build_bilstm_student
 from hf_distill.students.bilstm.modeling_bilstm import pool_lstm_outputs
 
-
 SMALL = dict(embedding_dim=16, hidden_size=8, fc_hidden_size=12, dropout=0.0)
 SENTENCES = ["the movie was great fun", "a boring , dull film", "bad"]
 PAIRS = (["the market rose", "he said", "she loved the film"], ["stock price fell", "not funny", "people said so"])

@@ -13,7 +13,6 @@ from conftest import REPO_ROOT, make_tiny_bert, make_tiny_tokenizer
 sys.path.insert(0, str(REPO_ROOT))
 import run_distill  # noqa: E402
 import run_glue_teacher  # noqa: E402
-
 from hf_distill import DistillationConfig, DistillationTrainer  # noqa: E402
 
 # 16 distinct rows: each process of a 2-process run sees different examples, so any sharding or loss-scaling error

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 PosTagger = Callable[[list[str]], list[str]]

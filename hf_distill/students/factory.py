@@ -80,8 +80,8 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
     student_tokenizer = AutoTokenizer.from_pretrained(args.student_model_name_or_path)
     if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
         raise ValueError(
-            f"`student_model_name_or_path` {args.student_model_name_or_path!r} uses a tokenizer whose vocabulary differs "
-            "from the teacher's, but teacher and student read the same token ids. Use a student built on the "
+            f"`student_model_name_or_path` {args.student_model_name_or_path!r} uses a tokenizer whose vocabulary "
+            "differs from the teacher's, but teacher and student read the same token ids. Use a student built on the "
             "teacher's tokenizer (e.g. `--student_layers k`)."
         )
     # A general-distillation checkpoint has no task head: give it the task's labels (a mismatching head is an error).

@@ -15,7 +15,6 @@ from transformers.utils import logging
 from .configuration_bilstm import BiLSTMConfig
 from .modeling_bilstm import BiLSTMForSequenceClassification
 
-
 logger = logging.get_logger(__name__)
 
 # exist_ok: re-importing (reloads, notebooks) must not fail on the second registration.

@@ -7,7 +7,6 @@ weights so that `AutoConfig.from_pretrained(path, trust_remote_code=True)` works
 
 from transformers import PreTrainedConfig
 
-
 POOLING_CHOICES = ("last", "max", "mean")
 
 
