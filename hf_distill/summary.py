@@ -34,24 +34,30 @@ def directory_size_mb(path: str | Path) -> float:
 
 
 def make_latency_batch(
-    tokenizer: PreTrainedTokenizerBase, batch_size: int, seq_length: int, device: str | torch.device
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    seq_length: int,
+    device: str | torch.device,
+    pair: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Dummy tokenizer inputs of shape (batch_size, seq_length), every position a real (unpadded) token.
 
     The tokenizer builds them, so special tokens and the input names (`token_type_ids` or not) match the model's.
+    `pair=True` builds sentence pairs of about equal halves, as a pair task's model receives them.
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
-    min_length = tokenizer.num_special_tokens_to_add() + 1
+    min_length = tokenizer.num_special_tokens_to_add(pair=pair) + (2 if pair else 1)
     if seq_length < min_length:
         raise ValueError(
-            f"`seq_length` is {seq_length}, but this tokenizer adds {min_length - 1} special tokens. "
+            f"`seq_length` is {seq_length}, but this tokenizer adds {min_length - (2 if pair else 1)} special tokens. "
             f"Use a seq_length of at least {min_length}."
         )
     # Every word yields at least one token, so seq_length words fill the sequence before truncation.
     text = " ".join(["hello"] * seq_length)
+    texts = ([text] * batch_size, [text] * batch_size) if pair else ([text] * batch_size,)
     encoded = tokenizer(
-        [text] * batch_size, max_length=seq_length, truncation=True, padding="max_length", return_tensors="pt"
+        *texts, max_length=seq_length, truncation=True, padding="max_length", return_tensors="pt"
     )
     return {name: tensor.to(device) for name, tensor in encoded.items()}
 

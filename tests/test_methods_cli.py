@@ -88,3 +88,21 @@ def test_replace_classifier_gives_a_fresh_head_and_labels():
     replace_classifier(model, 2, ("negative", "positive"))
     assert model.classifier.weight.shape == old_weight.shape
     assert not torch.equal(model.classifier.weight, old_weight)
+
+
+def test_bilstm_on_a_sentence_pair_task_end_to_end(tmp_path, tiny_tokenizer):
+    teacher_dir = tmp_path / "teacher"
+    make_tiny_bert(seed=0).save_pretrained(teacher_dir)
+    tiny_tokenizer.save_pretrained(teacher_dir)
+    rows = [("the movie was good", "the film was great", 1), ("the plot is bad", "people loved it", 0)] * 4
+    body = "sentence1,sentence2,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows)
+    (tmp_path / "pairs.csv").write_text(body)
+    out = tmp_path / "out"
+    metrics = run_distill.main([
+        "--method", "bilstm", "--teacher_model_name_or_path", str(teacher_dir), "--train_file",
+        str(tmp_path / "pairs.csv"), "--validation_file", str(tmp_path / "pairs.csv"), "--text_columns",
+        "sentence1,sentence2", "--max_steps", "2", "--max_seq_length", "32", "--bilstm_hidden_size", "8",
+        "--output_dir", str(out), "--report_to", "none", "--use_cpu", "true",
+    ])
+    assert json.loads((out / "config.json").read_text())["is_pair"] is True
+    assert [row["model"] for row in metrics["summary"]] == ["teacher", "student (bilstm)"]

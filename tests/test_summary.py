@@ -126,3 +126,13 @@ def test_measure_latency_is_the_median_of_timed_runs_in_eval_and_inference_mode(
 def test_measure_latency_validates_counts(tiny_teacher):
     with pytest.raises(ValueError, match="repeats=0"):
         measure_latency(tiny_teacher, {}, repeats=0)
+
+
+def test_pair_latency_batch_has_both_segments_and_the_exact_shape(tiny_tokenizer):
+    from hf_distill.summary import make_latency_batch
+
+    batch = make_latency_batch(tiny_tokenizer, 3, 20, "cpu", pair=True)
+    assert batch["input_ids"].shape == (3, 20)
+    assert bool(batch["attention_mask"].all())
+    segments = batch["token_type_ids"]
+    assert bool((segments == 0).any(dim=1).all()) and bool((segments == 1).any(dim=1).all())
