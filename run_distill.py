@@ -54,7 +54,7 @@ from hf_distill.peft_utils import (
     merge_peft_model,
 )
 from hf_distill.students.factory import StudentArguments, build_student
-from hf_distill.tinybert import build_student_from_config, stage_settings, train_tinybert
+from hf_distill.tinybert import stage_settings, train_tinybert
 
 logger = logging.get_logger("run_distill")
 
@@ -78,24 +78,10 @@ class TeacherArguments:
     )
 
 
-@dataclass
-class StudentConfigArguments:
-    _argument_group_name = "Student of a new shape (TinyBERT)"
-
-    student_config: str | None = field(
-        default=None,
-        metadata={
-            "help": "A randomly initialised student of the teacher's architecture with these config changes: a JSON "
-            'object or file, e.g. \'{"num_hidden_layers": 4, "hidden_size": 312, "intermediate_size": 1200}\'.'
-        },
-    )
-
-
 # What the command line or a config file fills, in this order (tests parse examples/*.yaml with these).
 ARGUMENT_CLASSES = (
     TeacherArguments,
     StudentArguments,
-    StudentConfigArguments,
     PTPArguments,
     StudentPeftArguments,
     DataArguments,
@@ -103,22 +89,8 @@ ARGUMENT_CLASSES = (
 )
 
 
-def make_student(student_args, student_config: str | None, method: str, teacher, tokenizer, task):
-    if not student_config:
-        return build_student(student_args, method, teacher, tokenizer, task)
-    other_choices = ("student_arch", "student_model_name_or_path", "student_layers", "student_layer_ids",
-                     "student_init_from")
-    clashing = [name for name in other_choices if getattr(student_args, name)]
-    if clashing:
-        raise ValueError(
-            f"`student_config` builds a fresh student of the teacher's architecture; drop {clashing}, which choose "
-            "another student."
-        )
-    return build_student_from_config(student_config, teacher)
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    teacher_args, student_args, student_config_args, ptp_args, peft_args, data_args, config = parse_arguments(
+    teacher_args, student_args, ptp_args, peft_args, data_args, config = parse_arguments(
         ARGUMENT_CLASSES, argv
     )
     if config.method != "peakd" and ptp_args.ptp_threshold is not None:
@@ -137,13 +109,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     check_max_seq_length(data_args.max_seq_length, teacher.config, "the teacher (`teacher_model_name_or_path`)")
     raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
     check_labels_match_task(teacher.config, task, "teacher_model_name_or_path")
-    student = make_student(student_args, student_config_args.student_config, config.method, teacher, tokenizer, task)
+    student = build_student(student_args, config.method, teacher, tokenizer, task)
     check_max_seq_length(data_args.max_seq_length, student.config, "the student")
     effective = {
         **config.effective_distillation_config(),
         **vars(teacher_args),
         **vars(student_args),
-        **vars(student_config_args),
         **({"tinybert_stages": stage_settings(config)} if config.method == "tinybert" else {}),
         **(vars(ptp_args) if config.method == "peakd" else {}),
         **(vars(peft_args) if peft_args.student_peft else {}),

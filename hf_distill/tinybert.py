@@ -11,7 +11,6 @@ the model runs `_capturing_attention`, an eager attention that hands each layer'
 """
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AttentionInterface, AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments
+from transformers import AttentionInterface, PreTrainedModel, TrainingArguments
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 from transformers.modeling_utils import unwrap_model
 from transformers.utils import logging
@@ -453,37 +452,3 @@ def train_tinybert(
 
 
 # -- students of another shape -------------------------------------------------------------------------------------
-
-
-def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrainedModel:
-    """A randomly initialised student of the teacher's architecture, resized by `spec`.
-
-    `spec` is a JSON object or the path of a JSON file with config keys to change, e.g.
-    `{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}`
-    (TinyBERT-4). Everything else, labels and vocabulary included, is the teacher's.
-    """
-    text = Path(spec).read_text(encoding="utf-8") if Path(spec).is_file() else spec
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError:
-        overrides = None
-    if not isinstance(overrides, dict):
-        raise ValueError(
-            f"`student_config` must be a JSON object or the path of a JSON file holding one, got {spec!r}. Example: "
-            '\'{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}\'.'
-        )
-    unknown = sorted(key for key in overrides if not hasattr(teacher.config, key))
-    if unknown:
-        raise ValueError(
-            f"`student_config` sets {unknown}, which {type(teacher.config).__name__} does not have. Use keys of the "
-            f"teacher's config.json, e.g. num_hidden_layers, hidden_size, num_attention_heads, intermediate_size."
-        )
-    fixed = {"vocab_size", "num_labels", "id2label", "label2id", "problem_type"} & overrides.keys()
-    if fixed:
-        raise ValueError(
-            f"`student_config` sets {sorted(fixed)}, but the student must read the teacher's token ids and predict "
-            "its labels. Drop these keys: they are copied from the teacher."
-        )
-    config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
-    logger.info("Student built from `student_config` with random weights: %s", overrides)
-    return AutoModelForSequenceClassification.from_config(config)

@@ -8,10 +8,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from hf_distill import DistillationConfig, DistillationTrainer, load_task_dataset, losses, tokenize_dataset
+from hf_distill.students.factory import build_student_from_config
 from hf_distill.tinybert import (
     PROJECTIONS_FILE,
     TinyBertProjections,
-    build_student_from_config,
     capture_attention,
     stage_settings,
     tinybert_layer_map,

@@ -1,6 +1,8 @@
 """Choose and build the student a run distils into, from command-line arguments."""
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
@@ -49,6 +51,14 @@ class StudentArguments:
     student_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Use this ready-made student instead of building one from the teacher."}
     )
+    student_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "A randomly initialised student of the teacher's architecture with these config changes (e.g. "
+            "TinyBERT's shapes): a JSON object or file, e.g. "
+            '\'{"num_hidden_layers": 4, "hidden_size": 312, "intermediate_size": 1200}\'.'
+        },
+    )
     sps_shuffle_qk: bool = field(
         default=True, metadata={"help": "sps: swap Query and Key in the second pass (False: paired sharing)."}
     )
@@ -94,7 +104,23 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
 
 
 def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
-    """The student for `method`: ready-made, a BiLSTM, an SPS BERT or a plain layer selection of the teacher."""
+    """The student for `method`: ready-made, from a config, a BiLSTM, an SPS BERT or a plain layer selection of the
+    teacher."""
+    if args.student_config:
+        other_choices = (
+            "student_arch",
+            "student_model_name_or_path",
+            "student_layers",
+            "student_layer_ids",
+            "student_init_from",
+        )
+        clashing = [name for name in other_choices if getattr(args, name)]
+        if clashing:
+            raise ValueError(
+                f"`student_config` builds a fresh student of the teacher's architecture; drop {clashing}, which "
+                "choose another student."
+            )
+        return build_student_from_config(args.student_config, teacher)
     if args.student_model_name_or_path:
         return _load_ready_made_student(args, tokenizer, task)
     arch = args.resolved_arch(method)
@@ -125,3 +151,37 @@ def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel,
     return build_student_from_teacher(
         teacher, num_layers=num_layers, layer_ids=args.student_layer_ids, init_from=args.student_init_from
     )
+
+
+def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrainedModel:
+    """A randomly initialised student of the teacher's architecture, resized by `spec`.
+
+    `spec` is a JSON object or the path of a JSON file with config keys to change, e.g.
+    `{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}`
+    (TinyBERT-4). Everything else, labels and vocabulary included, is the teacher's.
+    """
+    text = Path(spec).read_text(encoding="utf-8") if Path(spec).is_file() else spec
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError:
+        overrides = None
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"`student_config` must be a JSON object or the path of a JSON file holding one, got {spec!r}. Example: "
+            '\'{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}\'.'
+        )
+    unknown = sorted(key for key in overrides if not hasattr(teacher.config, key))
+    if unknown:
+        raise ValueError(
+            f"`student_config` sets {unknown}, which {type(teacher.config).__name__} does not have. Use keys of the "
+            f"teacher's config.json, e.g. num_hidden_layers, hidden_size, num_attention_heads, intermediate_size."
+        )
+    fixed = {"vocab_size", "num_labels", "id2label", "label2id", "problem_type"} & overrides.keys()
+    if fixed:
+        raise ValueError(
+            f"`student_config` sets {sorted(fixed)}, but the student must read the teacher's token ids and predict "
+            "its labels. Drop these keys: they are copied from the teacher."
+        )
+    config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+    logger.info("Student built from `student_config` with random weights: %s", overrides)
+    return AutoModelForSequenceClassification.from_config(config)
