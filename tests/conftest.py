@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
@@ -53,6 +54,19 @@ def make_tiny_bert_config(num_hidden_layers: int = 4, hidden_size: int = 32, num
 def make_tiny_bert(seed: int = 0, **config_kwargs) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     return BertForSequenceClassification(make_tiny_bert_config(**config_kwargs)).eval()
+
+
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def make_tiny_dataset(num_rows: int = 32) -> datasets.Dataset:
+    """`num_rows` tokenized SST-2-like rows (cycling through SST2_ROWS) with `labels` and `idx`, unpadded."""
+    tokenizer = make_tiny_tokenizer()
+    rows = (SST2_ROWS * (num_rows // len(SST2_ROWS) + 1))[:num_rows]
+    data = datasets.Dataset.from_dict(
+        {"sentence": [s for s, _ in rows], "labels": [y for _, y in rows], "idx": list(range(num_rows))}
+    )
+    return data.map(lambda batch: tokenizer(batch["sentence"]), batched=True, remove_columns=["sentence"])
 
 
 @pytest.fixture(autouse=True)

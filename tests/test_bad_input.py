@@ -12,7 +12,7 @@ import datasets
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_tokenizer
+from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_dataset, make_tiny_tokenizer
 from transformers import DataCollatorWithPadding, RobertaConfig, TrainingArguments
 
 from hf_distill import DistillationConfig, DistillationTrainer, cli, get_task
@@ -202,12 +202,6 @@ def test_labels_outside_the_label_count(tmp_path, monkeypatch, tiny_teacher_dir,
 
 
 # -- teacher and student, Python API --------------------------------------------------------------------------------
-def tiny_dataset():
-    tokenizer = make_tiny_tokenizer()
-    data = datasets.Dataset.from_dict({"sentence": [s for s, _ in SST2_ROWS], "labels": [y for _, y in SST2_ROWS]})
-    return data.map(lambda batch: tokenizer(batch["sentence"]), batched=True, remove_columns=["sentence"])
-
-
 def make_trainer(tmp_path, student, method="kd", teacher=None, **config_kwargs):
     return DistillationTrainer(
         model=student,
@@ -215,7 +209,7 @@ def make_trainer(tmp_path, student, method="kd", teacher=None, **config_kwargs):
         args=DistillationConfig(output_dir=str(tmp_path), method=method, max_steps=3, per_device_train_batch_size=4,
                                 learning_rate=1e-3, report_to=[], use_cpu=True, save_strategy="no",
                                 disable_tqdm=True, **config_kwargs),
-        train_dataset=tiny_dataset(),
+        train_dataset=make_tiny_dataset(len(SST2_ROWS)),
         data_collator=DataCollatorWithPadding(make_tiny_tokenizer()),
     )
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, make_tiny_bert
-from test_trainer import NO_DROPOUT, make_trainer
+from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert
+from test_trainer import make_trainer
 
 from hf_distill.data.ptp import PTP_NUM_LABELS
 from hf_distill.peakd import replace_classifier
@@ -40,8 +40,8 @@ def test_bilstm_method_builds_a_bilstm_student_and_uses_logit_mse(tmp_path, tiny
 
 def test_bilstm_loss_is_alpha_weighted_logit_mse_plus_ce(tmp_path, tiny_tokenizer):
     teacher = make_tiny_bert(seed=0, **NO_DROPOUT)
-    student = build_bilstm_student(tiny_tokenizer, num_labels=2, is_pair=False, teacher=teacher, embedding_init="teacher",
-                                   hidden_size=8, fc_hidden_size=8, dropout=0.0)
+    student = build_bilstm_student(tiny_tokenizer, num_labels=2, is_pair=False, teacher=teacher,
+                                   embedding_init="teacher", hidden_size=8, fc_hidden_size=8, dropout=0.0)
     trainer = make_trainer(tmp_path, method="bilstm", teacher=teacher, student=student, alpha=0.25)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
     with torch.no_grad():

@@ -5,10 +5,9 @@ import json
 import os
 import sys
 
-import datasets
 import pytest
 import torch
-from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_tokenizer
+from conftest import REPO_ROOT, make_tiny_bert, make_tiny_dataset, make_tiny_tokenizer
 from transformers import DataCollatorWithPadding, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -19,15 +18,6 @@ sys.path.insert(0, str(REPO_ROOT))
 import run_distill  # noqa: E402
 
 MAX_STEPS, SAVE_STEPS = 6, 3  # 32 rows in batches of 8: checkpoint 3 is mid-epoch, and the run crosses an epoch
-
-
-def tiny_dataset(num_rows: int = 32) -> datasets.Dataset:
-    tokenizer = make_tiny_tokenizer()
-    rows = (SST2_ROWS * (num_rows // len(SST2_ROWS) + 1))[:num_rows]
-    data = datasets.Dataset.from_dict(
-        {"sentence": [s for s, _ in rows], "labels": [y for _, y in rows], "idx": list(range(num_rows))}
-    )
-    return data.map(lambda batch: tokenizer(batch["sentence"]), batched=True, remove_columns=["sentence"])
 
 
 def make_student(kind: str, teacher):
@@ -63,7 +53,7 @@ def make_trainer(output_dir, method: str, student_kind: str, callbacks=(), **con
         model=make_student(student_kind, teacher),
         teacher_model=teacher,
         args=DistillationConfig(**settings),
-        train_dataset=tiny_dataset(),
+        train_dataset=make_tiny_dataset(),
         data_collator=DataCollatorWithPadding(make_tiny_tokenizer()),
         callbacks=list(callbacks),
     )
@@ -301,5 +291,5 @@ def test_finite_loss_check_names_only_the_bad_term():
 def test_evaluation_reports_a_nan_loss_without_raising(tmp_path):
     trainer = make_trainer(tmp_path, "kd", "plain", save_strategy="no")
     trainer.model.classifier.register_forward_hook(lambda module, inputs, output: output * float("nan"))
-    metrics = trainer.evaluate(tiny_dataset(8))
+    metrics = trainer.evaluate(make_tiny_dataset(8))
     assert metrics["eval_loss"] != metrics["eval_loss"]  # NaN

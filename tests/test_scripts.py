@@ -39,7 +39,8 @@ def test_teacher_then_distillation_on_real_sst2_with_minilm(tmp_path, glue_dir, 
     assert saved["teacher_eval_accuracy"] == pytest.approx(teacher_metrics["eval_accuracy"])
     assert json.loads((student_dir / "config.json").read_text())["num_hidden_layers"] == 3
     effective = json.loads((student_dir / "distillation_config.json").read_text())
-    assert (effective["method"], effective["alpha"], effective["beta"], effective["task"]) == ("pkd", 0.7, 500.0, "sst2")
+    settings = (effective["method"], effective["alpha"], effective["beta"], effective["task"])
+    assert settings == ("pkd", 0.7, 500.0, "sst2")
     table = (student_dir / "summary.md").read_text()
     assert "teacher" in table and "student (pkd)" in table and "speed-up" in table
     assert [row["model"] for row in metrics["summary"]] == ["teacher", "student (pkd)"]

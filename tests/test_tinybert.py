@@ -1,9 +1,8 @@
 import json
 
-import datasets
 import pytest
 import torch
-from conftest import SST2_ROWS, make_tiny_bert, make_tiny_tokenizer
+from conftest import NO_DROPOUT, make_tiny_bert, make_tiny_dataset, make_tiny_tokenizer
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
@@ -17,15 +16,6 @@ from hf_distill.tinybert import (
     tinybert_layer_map,
     train_tinybert,
 )
-
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def tiny_dataset(num_rows: int = 32) -> datasets.Dataset:
-    tokenizer = make_tiny_tokenizer()
-    rows = (SST2_ROWS * (num_rows // len(SST2_ROWS) + 1))[:num_rows]
-    data = datasets.Dataset.from_dict({"sentence": [s for s, _ in rows], "labels": [y for _, y in rows]})
-    return data.map(lambda batch: tokenizer(batch["sentence"]), batched=True, remove_columns=["sentence"])
 
 
 def padded_batch():
@@ -52,7 +42,7 @@ def make_trainer(tmp_path, student=None, teacher=None, **overrides):
     if student is None:
         student = make_tiny_bert(seed=1, num_hidden_layers=2, hidden_size=16, **NO_DROPOUT)
     teacher = teacher if teacher is not None else make_tiny_bert(seed=0, **NO_DROPOUT)
-    data = tiny_dataset()
+    data = make_tiny_dataset()
     return DistillationTrainer(
         model=student,
         teacher_model=teacher,
@@ -239,7 +229,7 @@ def test_two_stages_train_every_term_and_save_only_the_student(tmp_path, monkeyp
 
     monkeypatch.setattr(DistillationTrainer, "__init__", recording_init)
     collator = DataCollatorWithPadding(make_tiny_tokenizer())
-    trainer, result = train_tinybert(student, teacher, args, train_dataset=tiny_dataset(), data_collator=collator)
+    trainer, result = train_tinybert(student, teacher, args, train_dataset=make_tiny_dataset(), data_collator=collator)
     stage1, stage2 = trainers
     assert (stage1.args.learning_rate, str(stage1.args.lr_scheduler_type.value), stage1.args.warmup_steps) == (
         3e-3, "constant", 0

@@ -1,21 +1,9 @@
-import datasets
 import pytest
 import torch
-from conftest import SST2_ROWS, make_tiny_bert, make_tiny_tokenizer
+from conftest import NO_DROPOUT, make_tiny_bert, make_tiny_dataset, make_tiny_tokenizer
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from hf_distill import DistillationConfig, DistillationTrainer
-
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def tiny_dataset(num_rows: int = 64) -> datasets.Dataset:
-    tokenizer = make_tiny_tokenizer()
-    rows = (SST2_ROWS * (num_rows // len(SST2_ROWS) + 1))[:num_rows]
-    data = datasets.Dataset.from_dict(
-        {"sentence": [s for s, _ in rows], "labels": [y for _, y in rows], "idx": list(range(num_rows))}
-    )
-    return data.map(lambda batch: tokenizer(batch["sentence"]), batched=True, remove_columns=["sentence"])
 
 
 def make_trainer(tmp_path, method="kd", teacher=None, student=None, train_rows=64, **config_kwargs):
@@ -35,7 +23,7 @@ def make_trainer(tmp_path, method="kd", teacher=None, student=None, train_rows=6
     defaults.update(config_kwargs)
     teacher = teacher if teacher is not None else make_tiny_bert(seed=0, **NO_DROPOUT)
     student = student if student is not None else make_tiny_bert(seed=1, num_hidden_layers=2, **NO_DROPOUT)
-    data = tiny_dataset(train_rows)
+    data = make_tiny_dataset(train_rows)
     return DistillationTrainer(
         model=student,
         teacher_model=teacher,
@@ -46,7 +34,9 @@ def make_trainer(tmp_path, method="kd", teacher=None, student=None, train_rows=6
     )
 
 
-@pytest.mark.parametrize("method, terms", [("kd", {"loss_kd", "loss_ce"}), ("pkd", {"loss_kd", "loss_ce", "loss_pkd"})])
+@pytest.mark.parametrize(
+    "method, terms", [("kd", {"loss_kd", "loss_ce"}), ("pkd", {"loss_kd", "loss_ce", "loss_pkd"})]
+)
 def test_training_lowers_loss_logs_every_term_and_freezes_teacher(tmp_path, method, terms):
     trainer = make_trainer(tmp_path, method=method, max_steps=30, learning_rate=3e-3)
     teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
