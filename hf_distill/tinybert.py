@@ -194,12 +194,12 @@ def resolve_use_projection(setting: str, student_width: int, teacher_width: int)
 
 
 class TinyBertDistiller:
-    """The TinyBERT loss of one stage (`args.tinybert_stage`), used by `DistillationTrainer` for `method="tinybert"`.
+    """TinyBERT's state for `DistillationTrainer` with `method="tinybert"` (stage in `args.tinybert_stage`).
 
     Stage 1 owns the layer map and the `W_h` projections; its terms are `loss_emb`, `loss_hidden` (summed over mapped
-    layers 1 … M) and `loss_attn` (same), each a per-example value summed over the batch. Stage 2 returns `loss_pred`
-    (soft cross-entropy at `args.temperature`, preset 1; squared error to the teacher's prediction for regression),
-    weighted by `args.alpha` (preset 1) and, only when `alpha < 1`, a hard-label `loss_ce`.
+    layers 1 … M) and `loss_attn` (same), each a per-example value summed over the batch. Stage 2 needs no state: the
+    trainer's shared logit terms give `loss_pred` (soft cross-entropy at `args.temperature`, preset 1; squared error
+    to the teacher's prediction for regression) weighted by `args.alpha` (preset 1) and, when `alpha < 1`, `loss_ce`.
     """
 
     def __init__(
@@ -245,30 +245,12 @@ class TinyBertDistiller:
                 for parameter in self.projections.parameters():
                     parameter.register_hook(_average_gradient_across_processes)
 
-    def loss_terms(
-        self,
-        model: nn.Module,
-        inputs: dict[str, torch.Tensor],
-        labels: torch.Tensor | None,
-        teacher_forward: Callable[[bool], Any],
+    def intermediate_terms(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor], teacher_forward: Callable[[bool], Any]
     ) -> tuple[Any, dict[str, tuple[float, torch.Tensor]]]:
-        """Run the student on `inputs` and the teacher through `teacher_forward(output_hidden_states)` (the trainer's
-        no-grad pass); return the student's outputs and `{name: (weight, batch sum)}`."""
-        if self.stage == 1:
-            return self._intermediate_terms(model, inputs, teacher_forward)
-        student_outputs = model(**inputs)
-        teacher_outputs = teacher_forward(False)
-        student_logits, teacher_logits = student_outputs.logits, teacher_outputs.logits
-        if student_logits.size(-1) == 1:
-            prediction = losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum")
-        else:
-            prediction = losses.soft_cross_entropy(student_logits, teacher_logits, self.args.temperature, "sum")
-        terms = {"loss_pred": (self.args.alpha, prediction)}
-        if labels is not None and self.args.alpha < 1.0:
-            terms["loss_ce"] = (1.0 - self.args.alpha, losses.hard_label_loss(student_logits, labels, reduction="sum"))
-        return student_outputs, terms
-
-    def _intermediate_terms(self, model, inputs, teacher_forward):
+        """Stage 1: run the student on `inputs` and the teacher through `teacher_forward(output_hidden_states)` (the
+        trainer's no-grad pass) while capturing their attention; return the student's outputs and
+        `{name: (weight, batch sum)}`. Stage 2 is prediction-layer distillation: `DistillationTrainer._loss_terms`."""
         target = self.args.tinybert_attention_target
         with capture_attention(model, target) as student_maps:
             student_outputs = model(**inputs, output_hidden_states=True)

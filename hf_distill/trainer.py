@@ -184,9 +184,9 @@ class DistillationTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
         model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
-        if self.tinybert is not None:  # runs both models itself: stage 1 reads their attention scores
-            student_outputs, terms = self.tinybert.loss_terms(
-                model, model_inputs, labels, lambda hidden: self._teacher_outputs(inputs, model_inputs, hidden)
+        if self.tinybert is not None and self.tinybert.stage == 1:  # runs both models: it reads their attention
+            student_outputs, terms = self.tinybert.intermediate_terms(
+                model, model_inputs, lambda hidden: self._teacher_outputs(inputs, model_inputs, hidden)
             )
         else:
             needs_hidden = bool(self.pkd_map)
@@ -224,6 +224,9 @@ class DistillationTrainer(Trainer):
         # Tang et al. match raw logits; for regression the squared error to the teacher's prediction replaces KL.
         if args.method == "bilstm" or student_logits.size(-1) == 1:
             terms = {"loss_mse": (args.alpha, losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum"))}
+        elif args.method == "tinybert":  # stage 2: the paper's soft cross-entropy, no T² factor
+            prediction = losses.soft_cross_entropy(student_logits, teacher_logits, args.temperature, reduction="sum")
+            terms = {"loss_pred": (args.alpha, prediction)}
         else:
             kd = losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum")
             terms = {"loss_kd": (args.alpha, kd)}

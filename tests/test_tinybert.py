@@ -167,12 +167,12 @@ def test_stage1_terms_vanish_for_a_copy_of_the_teacher_and_match_the_formula(tmp
 
     trainer = make_trainer(tmp_path, student=copy, teacher=teacher)
     assert trainer.tinybert.projections is None  # equal widths, "auto"
-    _, terms = trainer.tinybert.loss_terms(trainer.model, batch, None, teacher_forward)
+    _, terms = trainer.tinybert.intermediate_terms(trainer.model, batch, teacher_forward)
     assert all(value.item() < 1e-10 for _, value in terms.values())
 
     trainer = make_trainer(tmp_path, teacher=teacher, tinybert_hidden_mask=True)
     student, projections = trainer.model, trainer.tinybert.projections
-    _, terms = trainer.tinybert.loss_terms(student, batch, None, teacher_forward)
+    _, terms = trainer.tinybert.intermediate_terms(student, batch, teacher_forward)
     with torch.no_grad():
         student_hidden = student(**batch, output_hidden_states=True).hidden_states
         teacher_hidden = teacher(**batch, output_hidden_states=True).hidden_states
@@ -200,9 +200,8 @@ def test_stage2_is_soft_cross_entropy_at_temperature_one(tmp_path):
     student = make_tiny_bert(seed=1, num_hidden_layers=2, **NO_DROPOUT)
     trainer = make_trainer(tmp_path, student=student, tinybert_stage=2)
     batch = dict(padded_batch())
-    student_outputs, terms = trainer.tinybert.loss_terms(
-        trainer.model, batch, torch.tensor([1, 0]), lambda hidden: trainer.teacher(**batch)
-    )
+    student_outputs = trainer.model(**batch)
+    terms = trainer._loss_terms(student_outputs, trainer.teacher(**batch), torch.tensor([1, 0]))
     assert set(terms) == {"loss_pred"}  # alpha preset 1: no hard-label term
     teacher_probs = trainer.teacher(**batch).logits.softmax(-1)
     expected = -(teacher_probs * student_outputs.logits.log_softmax(-1)).sum()
