@@ -42,7 +42,13 @@ from hf_distill.cli import (
     write_text_atomic,
 )
 from hf_distill.data import build_compute_metrics
-from hf_distill.guards import check_max_seq_length, check_resume_checkpoint, load_pretrained, save_final_model
+from hf_distill.guards import (
+    COMPLETION_MARKER,
+    check_max_seq_length,
+    check_resume_checkpoint,
+    load_pretrained,
+    save_final_model,
+)
 from hf_distill.model_card import render_model_card
 from hf_distill.peakd import PTPArguments, run_ptp_stage
 from hf_distill.peft_utils import (
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         base_model=teacher_args.teacher_hub_id,
     )
     write_text_atomic(f"{config.output_dir}/README.md", card)
-    write_json_atomic(f"{config.output_dir}/all_results.json", metrics)
+    write_json_atomic(f"{config.output_dir}/{COMPLETION_MARKER}", metrics)
     print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
     if config.push_to_hub:
         trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks="text-classification")

@@ -37,7 +37,13 @@ from hf_distill.cli import (
     write_json_atomic,
 )
 from hf_distill.data import build_compute_metrics
-from hf_distill.guards import check_max_seq_length, check_resume_checkpoint, load_pretrained, save_final_model
+from hf_distill.guards import (
+    COMPLETION_MARKER,
+    check_max_seq_length,
+    check_resume_checkpoint,
+    load_pretrained,
+    save_final_model,
+)
 from hf_distill.peft_utils import TeacherPeftArguments, add_lora
 from hf_distill.trainer import ClassifierTrainer
 
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model.get_base_model().config.save_pretrained(training_args.output_dir)
     metrics = {**train_result.metrics, **trainer.evaluate(), "train_samples": len(raw["train"])}
     trainer.log_metrics("all", metrics)
-    write_json_atomic(f"{training_args.output_dir}/all_results.json", metrics)
+    write_json_atomic(f"{training_args.output_dir}/{COMPLETION_MARKER}", metrics)
     if training_args.push_to_hub:
         trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-classification")
     return metrics

@@ -16,7 +16,7 @@ from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, Tr
 from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
-from .guards import check_config_file_keys, check_label_values
+from .guards import COMPLETION_MARKER, check_config_file_keys, check_label_values
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import ClassifierTrainer, has_default_label_names
 
@@ -101,7 +101,7 @@ def setup_logging(args: TrainingArguments) -> None:
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuse to mix a new run into a finished one."""
-    results = Path(output_dir) / "all_results.json"
+    results = Path(output_dir) / COMPLETION_MARKER
     if results.exists() and not overwrite:
         raise ValueError(
             f"`output_dir` {output_dir!r} already holds a finished run ({results.name}). Choose another "

@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 
 from .config import PATIENT_METHODS
 from .data import TaskSpec
-from .summary import _format_cell, format_markdown_table
+from .summary import format_cell, format_markdown_table
 
 # Marks cards written here; also a Hub tag that lists the models made with this library.
 MODEL_CARD_TAG = "hf_distill"
@@ -211,12 +211,12 @@ def render_model_card(
     teacher_row, student_row = summary_rows[0], summary_rows[-1]
     metric = task.main_metric
     columns = list(student_row)
-    student_value, teacher_value = (_format_cell(row.get(metric)) for row in (student_row, teacher_row))
-    student_size, teacher_size = (_format_cell(row.get("parameters (M)")) for row in (student_row, teacher_row))
+    student_value, teacher_value = (format_cell(row.get(metric)) for row in (student_row, teacher_row))
+    student_size, teacher_size = (format_cell(row.get("parameters (M)")) for row in (student_row, teacher_row))
     headline = (
         f"On the {task.validation_split} split the student scores {metric} {student_value} against the teacher's "
         f"{teacher_value}, with {student_size}M parameters (teacher: {teacher_size}M) and a measured speed-up of "
-        f"{_format_cell(student_row.get('speed-up'))}× in batch latency."
+        f"{format_cell(student_row.get('speed-up'))}× in batch latency."
     )
     sections = [
         f"# {model_name}",

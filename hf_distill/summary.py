@@ -90,7 +90,7 @@ def measure_latency(model: nn.Module, batch: dict[str, torch.Tensor], *, warmup:
     return statistics.median(timings)
 
 
-def _format_cell(value: object) -> str:
+def format_cell(value: object) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -107,5 +107,5 @@ def format_markdown_table(rows: list[dict], columns: list[str]) -> str:
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
     ]
-    lines += ["| " + " | ".join(_format_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(row.get(column)) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
