@@ -42,8 +42,10 @@ class PTPArguments:
     )
 
 
-def replace_classifier(model: PreTrainedModel, num_labels: int, label_names: tuple[str, ...] | None) -> None:
-    """Give a `…ForSequenceClassification` model a freshly initialised head for `num_labels` labels, in place."""
+def replace_classifier(model: PreTrainedModel, label_names: tuple[str, ...]) -> None:
+    """Give a `…ForSequenceClassification` model a freshly initialised head for these class labels, in place (PTP
+    only runs on classification tasks)."""
+    num_labels = len(label_names)
     old = model.classifier
     if not isinstance(old, nn.Linear):
         raise ValueError(
@@ -54,13 +56,9 @@ def replace_classifier(model: PreTrainedModel, num_labels: int, label_names: tup
     model.classifier = nn.Linear(old.in_features, num_labels).to(device=old.weight.device, dtype=old.weight.dtype)
     model._init_weights(model.classifier)
     model.num_labels = num_labels
-    model.config.num_labels = num_labels
-    if label_names is None:
-        model.config.problem_type = "regression"
-    else:
-        model.config.problem_type = "single_label_classification"
-        model.config.id2label = dict(enumerate(label_names))
-        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    model.config.problem_type = "single_label_classification"
+    model.config.id2label = dict(enumerate(label_names))
+    model.config.label2id = {name: i for i, name in enumerate(label_names)}
 
 
 def _with_ptp_labels(dataset: Dataset, teacher_logits: torch.Tensor, t1: float, t2: float) -> Dataset:
@@ -105,9 +103,9 @@ def run_ptp_stage(
     ptp_train = _with_ptp_labels(train_dataset, torch.from_numpy(predictor.predict(train_dataset).predictions), t1, t2)
     ptp_eval = _with_ptp_labels(eval_dataset, torch.from_numpy(predictor.predict(eval_dataset).predictions), t1, t2)
 
-    replace_classifier(student, PTP_NUM_LABELS, PTP_LABEL_NAMES)
+    replace_classifier(student, PTP_LABEL_NAMES)
     ClassifierTrainer(
         model=student, args=stage_config, train_dataset=ptp_train, eval_dataset=ptp_eval, data_collator=data_collator
     ).train()
-    replace_classifier(student, task.num_labels, task.label_names)
+    replace_classifier(student, task.label_names)
     return student

@@ -8,7 +8,6 @@ import torch
 from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert
 from test_trainer import make_trainer
 
-from hf_distill.data.ptp import PTP_NUM_LABELS
 from hf_distill.peakd import replace_classifier
 from hf_distill.students import build_bilstm_student
 
@@ -82,10 +81,10 @@ def test_ptp_threshold_outside_peakd_and_out_of_range_are_refused(tmp_path, tiny
 def test_replace_classifier_gives_a_fresh_head_and_labels():
     model = make_tiny_bert()
     old_weight = model.classifier.weight.clone()
-    replace_classifier(model, PTP_NUM_LABELS, ("a", "b", "c", "d"))
+    replace_classifier(model, ("a", "b", "c", "d"))
     assert model.classifier.out_features == 4 and model.config.num_labels == 4 and model.num_labels == 4
     assert model.config.id2label == {0: "a", 1: "b", 2: "c", 3: "d"}
-    replace_classifier(model, 2, ("negative", "positive"))
+    replace_classifier(model, ("negative", "positive"))
     assert model.classifier.weight.shape == old_weight.shape
     assert not torch.equal(model.classifier.weight, old_weight)
 
