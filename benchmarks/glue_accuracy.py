@@ -66,10 +66,21 @@ METHODS = {
     "tinybert": "TinyBERT (no augmentation)",
     "tinybert_aug": "TinyBERT + augmentation",
     "peakd": "PeaKD (SPS + PTP)",
+    "peakd_sps_noptp": "PeaKD ablation: SPS, no PTP",
+    "peakd_plain_ptp": "PeaKD ablation: plain + PTP",
+    "peakd_plain_noptp": "PeaKD ablation: plain, no PTP",
     "bilstm_alone": "BiLSTM alone (gold labels)",
     "bilstm_kd": "BiLSTM distilled",
 }
 TINYBERT_METHODS = ("tinybert", "tinybert_aug")
+# PeaKD and its ablations (Table 4 of the paper): the same loss settings, with a plain or an SPS student, with or
+# without PTP.
+PEAKD_VARIANTS = {
+    "peakd": ("sps", True),
+    "peakd_sps_noptp": ("sps", False),
+    "peakd_plain_ptp": ("plain", True),
+    "peakd_plain_noptp": ("plain", False),
+}
 REPORT_ONLY = False  # set by --report_only
 
 
@@ -317,12 +328,17 @@ def method_cell(args, method: str, task: str, settings: dict, task_cache: Path, 
                 *schedule_flags(settings, epochs, BERT_LR, seed)]
         return run_cell("run_glue_teacher.py", argv, out)
     argv = ["--teacher_model_name_or_path", str(teacher_dir)]
+    # The teacher runs in eval mode, so its outputs on a training row are the same at every step and in every seed:
+    # logit/[CLS]-state methods read them from one cache per method and task (keyed by teacher, data and layer map).
+    cache_flags = ["--teacher_cache", str(task_cache / "teacher_cache" / method)]
     if method in ("kd", "pkd"):
-        argv += ["--method", method, "--student_layers", str(STUDENT_LAYERS), *data,
+        argv += ["--method", method, "--student_layers", str(STUDENT_LAYERS), *data, *cache_flags,
                  *schedule_flags(settings, epochs, BERT_LR, seed)]
-    elif method == "peakd":
-        argv += ["--method", "peakd", "--student_layers", str(STUDENT_LAYERS), "--ptp_num_train_epochs", str(epochs),
-                 *data, *schedule_flags(settings, epochs, BERT_LR, seed)]
+    elif method in PEAKD_VARIANTS:
+        arch, ptp = PEAKD_VARIANTS[method]
+        argv += ["--method", "peakd", "--student_arch", arch, "--student_layers", str(STUDENT_LAYERS), *data,
+                 *cache_flags, *schedule_flags(settings, epochs, BERT_LR, seed)]
+        argv += ["--ptp_num_train_epochs", str(epochs)] if ptp else ["--no_ptp"]
     elif method in ("bilstm_alone", "bilstm_kd"):
         argv += ["--method", "bilstm", *data, *schedule_flags(settings, epochs, BILSTM_LR, seed)]
         argv += ["--alpha", "0.0"] if method == "bilstm_alone" else []
@@ -560,8 +576,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"One setting per method, no search: transformer students lr {BERT_LR} (teacher too), BiLSTM lr {BILSTM_LR}; "
         "batch 32, linear decay after 10% warm-up; same epochs for every student. Loss settings: the method presets "
         "of hf_distill.config.METHOD_PRESETS (methods.md): KD α=0.7 T=10; PKD α=0.7 T=10 β=500 (skip map); PeaKD "
-        "α=0.7 T=10 β=100 with a 3-layer SPS student (6 executed) and PTP for as many epochs as the task stage; "
-        "BiLSTM distilled α=1 (logit MSE), alone α=0 (pure CE).",
+        "α=0.7 T=10 β=100 with a 3-layer SPS student (6 executed) and PTP for as many epochs as the task stage, its "
+        "ablations the same with a plain 3-layer student and/or without PTP; BiLSTM distilled α=1 (logit MSE), alone "
+        "α=0 (pure CE).",
+        "KD, PKD and the PeaKD rows read the teacher's outputs from a per-task cache (`--teacher_cache`; the teacher "
+        "is in eval mode, so the values are those it would compute online).",
         "TinyBERT: stage 1 and stage 2 each run the student epoch budget, with the stages' own learning rates "
         "(5e-5 constant / 3e-5 linear, methods.md §3).",
         "All transformer students start from the fine-tuned teacher's first 3 layers (the baseline included); the "
