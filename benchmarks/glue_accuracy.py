@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -294,7 +293,8 @@ def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
 
 def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[Path, Path]:
     """TinyBERT-augmented training file and the dev split as a file (a --train_file run needs both)."""
-    from hf_distill.augment import labels_as_names, main as augment_main, write_dataset_atomic
+    from hf_distill.augment import labels_as_names, write_dataset_atomic
+    from hf_distill.augment import main as augment_main
     from hf_distill.data import load_task_dataset
 
     aug_dir = task_cache / "augmented"
@@ -470,7 +470,6 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
-
     import matplotlib.ticker
 
     matplotlib.use("Agg")

@@ -42,9 +42,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from hf_distill import DistillationConfig, DistillationTrainer, load_task_dataset, tokenize_dataset  # noqa: E402
+from hf_distill.layer_mapping import pkd_layer_map  # noqa: E402
 from hf_distill.students import build_student_from_teacher  # noqa: E402
 from hf_distill.summary import count_parameters, format_markdown_table, make_latency_batch  # noqa: E402
-from hf_distill.layer_mapping import pkd_layer_map  # noqa: E402
 from hf_distill.teacher_cache import CACHE_ROW_COLUMN, load_or_build_teacher_cache  # noqa: E402
 
 TRAIN_VARIANTS = ("plain", "kd_online", "pkd_online", "kd_cached", "pkd_cached")
@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> dict:
         "memory_kind": "a fresh process per variant sets up, then trains "
         + f"{PROBE_STEPS} steps; peak = "
         + ("`torch.cuda.max_memory_allocated`, before steps = `memory_allocated` after setup"
-           if args.device.startswith("cuda") else "peak RSS (VmHWM, reset after setup), before steps = RSS after setup"),
+           if args.device.startswith("cuda")
+           else "peak RSS (VmHWM, reset after setup), before steps = RSS after setup"),
         "cache_build_s": setup.cache_build_s,
         "cache_rows": len(setup.train),
         "cached_vs_online_loss_gap": loss_gap,
