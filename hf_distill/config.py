@@ -169,6 +169,8 @@ class DistillationConfig(TrainingArguments):
         check_finite_settings(self.effective_distillation_config())
         self._validate_loss_settings()
         check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)
+        if self.deepspeed:
+            self._validate_deepspeed_settings()
 
     def _validate_loss_settings(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -194,6 +196,21 @@ class DistillationConfig(TrainingArguments):
         if self.tinybert_stage2_warmup < 0:
             raise ValueError(
                 f"`tinybert_stage2_warmup` must be ≥ 0 (a ratio or steps), got {self.tinybert_stage2_warmup}."
+            )
+
+    def _validate_deepspeed_settings(self) -> None:
+        """What DeepSpeed cannot run: see `hf_distill.distributed` for where the teacher lives under each stage."""
+        if self.teacher_cache and self.hf_deepspeed_config.is_zero3():
+            raise ValueError(
+                f"`teacher_cache` is set ({self.teacher_cache!r}), but under ZeRO-3 the teacher is partitioned across "
+                "ranks, while a cache is built by one process from its full weights. Drop `teacher_cache` (the "
+                "teacher then runs online), or use ZeRO stage 1 or 2, which keep a full teacher on every rank."
+            )
+        if self.method == "tinybert" and self.tinybert_stage != 2 and self.tinybert_use_projection != "false":
+            raise ValueError(
+                "`method`='tinybert' stage 1 trains W_h projections that live beside the student, and a DeepSpeed "
+                "engine only updates the model it wraps. Run stage 1 (`--tinybert_stage 1`) without `deepspeed` "
+                "(torchrun/accelerate with DDP or FSDP), then stage 2 (`--tinybert_stage 2`) with it."
             )
 
     def effective_distillation_config(self) -> dict[str, Any]:

@@ -8,12 +8,15 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from .distributed import num_parameters
+
 WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters; a parameter shared between modules (tied or SPS-shared layers) counts once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    """Number of parameters; a parameter shared between modules (tied or SPS-shared layers) counts once, a
+    ZeRO-3-partitioned one in full."""
+    return sum(num_parameters(p) for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def directory_size_mb(path: str | Path) -> float:

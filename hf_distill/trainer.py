@@ -12,6 +12,7 @@ from transformers.utils import logging
 
 from . import guards, losses
 from .config import PATIENT_METHODS, DistillationConfig
+from .distributed import prepare_teacher
 from .layer_mapping import LayerMap, parse_layer_list, pkd_layer_map
 from .model_card import is_distillation_card
 from .peft_utils import load_teacher, merge_peft_model
@@ -107,9 +108,9 @@ class DistillationTrainer(Trainer):
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def _prepare_teacher(self, teacher: PreTrainedModel) -> PreTrainedModel:
-        teacher = teacher.to(self.args.device)
-        teacher.eval()
-        teacher.requires_grad_(False)
+        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        deepspeed_config = plugin.deepspeed_config if plugin is not None else None
+        teacher, self._teacher_engine = prepare_teacher(teacher, self.args.device, deepspeed_config)
         return teacher
 
     def _resolve_pkd_map(self, student: PreTrainedModel) -> LayerMap:

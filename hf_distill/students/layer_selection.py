@@ -21,6 +21,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging
 
+from ..distributed import gathered_parameters
+
 logger = logging.get_logger(__name__)
 
 ENCODER_LAYER_PATHS: dict[str, str] = {}
@@ -254,8 +256,8 @@ def build_student_from_teacher(
     student = type(teacher)(config).to(device=teacher.device, dtype=teacher.dtype)
 
     key_map = _source_key_map(student, source, ids)
-    student_state, source_state = student.state_dict(), source.state_dict()
-    with torch.no_grad():
+    with torch.no_grad(), gathered_parameters(source):
+        student_state, source_state = student.state_dict(), source.state_dict()
         for key, source_key in key_map.items():
             if source_key is None:
                 continue

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
+from ...distributed import gathered_parameters
 from .configuration_bilstm import BiLSTMConfig
 from .modeling_bilstm import BiLSTMForSequenceClassification
 
@@ -104,13 +105,15 @@ def _teacher_word_embeddings(teacher: PreTrainedModel | None, vocab_size: int) -
         raise ValueError(
             "`teacher` is None, but `embedding_init='teacher'` copies its word embeddings. Pass the teacher."
         )
-    weight = teacher.get_input_embeddings().weight
-    if weight.shape[0] < vocab_size:
-        raise ValueError(
-            f"`tokenizer` has {vocab_size} tokens, but the teacher's word embeddings have {weight.shape[0]} rows. "
-            "Pass the teacher's own tokenizer."
-        )
-    return weight[:vocab_size].detach().float().cpu()
+    with gathered_parameters(teacher):
+        weight = teacher.get_input_embeddings().weight
+        if weight.shape[0] < vocab_size:
+            raise ValueError(
+                f"`tokenizer` has {vocab_size} tokens, but the teacher's word embeddings have {weight.shape[0]} rows. "
+                "Pass the teacher's own tokenizer."
+            )
+        # A copy: under ZeRO-3 the gathered weight's memory is released when the block ends.
+        return weight[:vocab_size].detach().to("cpu", torch.float32, copy=True)
 
 
 def read_word_vectors(path: str | Path, vocab: dict[str, int], embedding_dim: int) -> dict[int, torch.Tensor]:

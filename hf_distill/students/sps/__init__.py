@@ -18,6 +18,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from ...distributed import gathered_parameters
 from ..layer_selection import resolve_student_layer_ids
 from .configuration_sps import SPSBertConfig
 from .modeling_sps import SPSBertForSequenceClassification, SPSBertModel, SPSBertPreTrainedModel
@@ -80,8 +81,8 @@ def build_sps_student(
     config._attn_implementation = teacher.config._attn_implementation
     student = SPSBertForSequenceClassification(config)
 
-    teacher_state = teacher.state_dict()
-    with torch.no_grad():
+    with torch.no_grad(), gathered_parameters(teacher):
+        teacher_state = teacher.state_dict()
         for key, tensor in student.state_dict().items():
             source = teacher_state[_teacher_key(key, layer_ids)]
             assert source.shape == tensor.shape, f"{key}: student {tuple(tensor.shape)}, teacher {tuple(source.shape)}"
