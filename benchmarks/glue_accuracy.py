@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> dict:
         "All transformer students start from the fine-tuned teacher's first 3 layers (the baseline included); the "
         "teacher is fine-tuned once per task with seed 42.",
     ]
-    if "minilm" in str(args.aug_mlm).lower():
+    if "tinybert_aug" in args.methods and "minilm" in str(args.aug_mlm).lower():
         notes.append("The augmentation MLM is all-MiniLM-L6-v2, which has no trained MLM head: its word candidates "
                      "are random, so TinyBERT + augmentation here measures noise augmentation. Pass `--aug_mlm` with "
                      "a real BERT MLM to reproduce the paper's augmentation.")
