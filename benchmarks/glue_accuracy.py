@@ -224,21 +224,6 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def latency_batch(tokenizer, pair: bool, device: str) -> dict:
-    """A full 32 × 64 batch; for pair tasks two sentences sharing the 64 tokens, which a pair BiLSTM needs."""
-    from hf_distill.summary import make_latency_batch
-
-    if not pair:
-        batch = make_latency_batch(tokenizer, LATENCY_BATCH, LATENCY_SEQ, device)
-    else:
-        texts = [" ".join(["hello"] * LATENCY_SEQ)] * LATENCY_BATCH
-        batch = tokenizer(texts, texts, max_length=LATENCY_SEQ, truncation=True, padding="max_length",
-                          return_tensors="pt").to(device)
-    if "token_type_ids" not in tokenizer.model_input_names:
-        batch.pop("token_type_ids", None)
-    return dict(batch)
-
-
 def measure_latencies(model_dirs: dict[str, Path], pair: bool, cache_file: Path, rounds: int = 10) -> dict[str, dict]:
     """Parameters and latency (ms, batch 32 × seq 64) of each saved model: after a warm-up, one forward per model per
     round, models interleaved, and the fastest of the rounds counts. On a shared machine a load burst hits every
@@ -250,14 +235,15 @@ def measure_latencies(model_dirs: dict[str, Path], pair: bool, cache_file: Path,
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import hf_distill.students  # noqa: F401  (registers the SPS and BiLSTM classes with the Auto classes)
-    from hf_distill.summary import count_parameters, measure_latency
+    from hf_distill.summary import count_parameters, make_latency_batch, measure_latency
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models, batches = {}, {}
     for name, path in model_dirs.items():
         models[name] = AutoModelForSequenceClassification.from_pretrained(path).to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        batches[name] = latency_batch(tokenizer, pair, device)
+        # Pair tasks get two sentences sharing the 64 tokens, which a pair BiLSTM needs.
+        batches[name] = make_latency_batch(tokenizer, LATENCY_BATCH, LATENCY_SEQ, device, pair=pair)
     timings: dict[str, list[float]] = {name: [] for name in models}
     for name, model in models.items():
         measure_latency(model, batches[name], warmup=2, repeats=1)

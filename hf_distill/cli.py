@@ -181,8 +181,6 @@ def model_summary_row(
 ) -> dict[str, Any]:
     """One row of the closing table: dev metric, parameters, size on disk and median latency per eval batch."""
     batch = make_latency_batch(tokenizer, args.per_device_eval_batch_size, 64, model.device, pair=task.is_pair)
-    if "token_type_ids" not in getattr(tokenizer, "model_input_names", ["token_type_ids"]):
-        batch.pop("token_type_ids", None)
     return {
         "model": name,
         task.main_metric: metrics.get(f"eval_{task.main_metric}"),

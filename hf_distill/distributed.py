@@ -60,8 +60,7 @@ def deepspeed_inference_config(train_config: dict, hidden_size: int) -> dict:
     config = copy.deepcopy(train_config)
     config.pop("optimizer", None)
     config.pop("scheduler", None)
-    zero = config.setdefault("zero_optimization", {})
-    zero["stage"] = 3
+    zero = config["zero_optimization"]
     auto_values = {
         "reduce_bucket_size": hidden_size * hidden_size,
         "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
@@ -115,7 +114,7 @@ def prepare_teacher(
     teacher.requires_grad_(False)
     zero_stage = (deepspeed_config or {}).get("zero_optimization", {}).get("stage", 0)
     engine = None
-    if deepspeed_config is not None and zero_stage == 3:
+    if zero_stage == 3:
         import deepspeed
 
         config = deepspeed_inference_config(deepspeed_config, teacher.config.hidden_size)

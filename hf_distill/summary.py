@@ -45,7 +45,8 @@ def make_latency_batch(
 ) -> dict[str, torch.Tensor]:
     """Dummy tokenizer inputs of shape (batch_size, seq_length), every position a real (unpadded) token.
 
-    The tokenizer builds them, so special tokens and the input names (`token_type_ids` or not) match the model's.
+    The tokenizer builds them, so special tokens match the model's; only its `model_input_names` are kept
+    (`token_type_ids` or not).
     `pair=True` builds sentence pairs of about equal halves, as a pair task's model receives them.
     """
     if batch_size < 1:
@@ -62,7 +63,7 @@ def make_latency_batch(
     encoded = tokenizer(
         *texts, max_length=seq_length, truncation=True, padding="max_length", return_tensors="pt"
     )
-    return {name: tensor.to(device) for name, tensor in encoded.items()}
+    return {name: tensor.to(device) for name, tensor in encoded.items() if name in tokenizer.model_input_names}
 
 
 def measure_latency(model: nn.Module, batch: dict[str, torch.Tensor], *, warmup: int = 3, repeats: int = 10) -> float:

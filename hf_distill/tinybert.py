@@ -431,6 +431,3 @@ def train_tinybert(
             trainer.save_model()
             student = trainer.model
     return trainer, result
-
-
-# -- students of another shape -------------------------------------------------------------------------------------
