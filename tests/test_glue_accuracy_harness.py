@@ -1,0 +1,52 @@
+"""The accuracy benchmark's search: equal budgets, the defaults inside each grid, and the selection rule."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "glue_accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    spec = importlib.util.spec_from_file_location("glue_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_searched_method_gets_the_same_number_of_settings(harness):
+    assert len({len(grid) for grid in harness.SEARCH_SPACE.values()}) == 1
+
+
+def test_each_grid_holds_the_default_setting_so_a_search_reuses_its_runs(harness, tmp_path):
+    for method, grid in harness.SEARCH_SPACE.items():
+        default = harness.default_setting(method)
+        assert default in grid, method
+        assert harness.cell_dir(tmp_path, method, default) == tmp_path / method
+    other = harness.SEARCH_SPACE["kd"][0]
+    assert harness.cell_dir(tmp_path, "kd", other) == tmp_path / "kd" / "temperature2-alpha0.2"
+
+
+def test_search_picks_the_best_dev_score_first_on_ties_and_skips_failures(harness, monkeypatch, tmp_path):
+    scores = {2e-5: None, 3e-5: 0.80, 5e-5: 0.83, 1e-4: 0.83}  # None: the cell failed
+
+    def fake_cell(args, method, task, settings, task_cache, seed, extra, setting):
+        accuracy = scores[setting["learning_rate"]]
+        return {"status": "failed"} if accuracy is None else {"status": "ok", "results": {"eval_accuracy": accuracy}}
+
+    monkeypatch.setattr(harness, "method_cell", fake_cell)
+    raw_cells: dict = {}
+    best, trials = harness.search_setting(None, "finetune", "sst2", {}, tmp_path, 42, {}, raw_cells)
+    assert best == {"learning_rate": 5e-5}
+    assert [trial["score"] for trial in trials] == [None, pytest.approx(80.0), pytest.approx(83.0), pytest.approx(83.0)]
+    assert len(raw_cells) == 4
+
+    scores.update({3e-5: None, 5e-5: None, 1e-4: None})
+    assert harness.search_setting(None, "finetune", "sst2", {}, tmp_path, 42, {}, {})[0] == {}
+
+
+def test_search_of_a_method_not_run_is_refused(harness):
+    with pytest.raises(SystemExit, match="--search names \\['pkd'\\]"):
+        harness.parse_args(["--methods", "kd", "--search", "kd,pkd"])
