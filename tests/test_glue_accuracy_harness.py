@@ -40,7 +40,7 @@ def test_search_picks_the_best_dev_score_first_on_ties_and_skips_failures(harnes
     raw_cells: dict = {}
     best, trials = harness.search_setting(None, "finetune", "sst2", {}, tmp_path, 42, {}, raw_cells)
     assert best == {"learning_rate": 5e-5}
-    assert [trial["score"] for trial in trials] == [None, pytest.approx(80.0), pytest.approx(83.0), pytest.approx(83.0)]
+    assert [trial["score"] for trial in trials] == [None, *map(pytest.approx, (80.0, 83.0, 83.0))]
     assert len(raw_cells) == 4
 
     scores.update({3e-5: None, 5e-5: None, 1e-4: None})
@@ -50,3 +50,13 @@ def test_search_picks_the_best_dev_score_first_on_ties_and_skips_failures(harnes
 def test_search_of_a_method_not_run_is_refused(harness):
     with pytest.raises(SystemExit, match="--search names \\['pkd'\\]"):
         harness.parse_args(["--methods", "kd", "--search", "kd,pkd"])
+
+
+def test_options_that_change_the_cells_get_their_own_cache_folder(harness):
+    default = harness.parse_args(["--quick", "--max_train_samples", "4000", "--epochs", "3"]).run_name
+    assert default == "quick-n4000-e3"
+    names = {
+        harness.parse_args(["--quick", "--max_train_samples", "4000", "--epochs", "3", *extra]).run_name
+        for extra in (["--teacher_base", "bert-base-uncased"], ["--tang_p_pos", "0.1"], ["--from_hub"])
+    }
+    assert len(names) == 3 and default not in names
