@@ -521,7 +521,7 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
         has_pct = metric is not None and teacher_scores.get(task)
         pct = f"{100 * metric / teacher_scores[task]:.1f}" if has_pct else "–"
         seeds = f"{row.get('seeds_ok', 0)}" + (f" (+{row['seeds_failed']} failed)" if row.get("seeds_failed") else "")
-        name = f"{row['name']} ({describe_setting(row['setting'])})" if row.get("setting") else row["name"]
+        name = f"{row['name']}, {describe_setting(row['setting'])}" if row.get("setting") else row["name"]
         cells = [task, name, format_metric(row, task), seeds, pct,
                  _fmt(row.get("parameters_m"), ".1f"), _fmt(row.get("latency_ms"), ".0f"),
                  _fmt(row.get("speedup"), ".2f", "×"), _fmt(row.get("wall_time_s"), ".0f")]
