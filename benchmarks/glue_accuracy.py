@@ -310,9 +310,9 @@ def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
     AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(init_dir)
 
 
-def augmented_files(args, task: str, settings: dict, task_cache: Path, rules: str) -> tuple[Path, Path]:
+def augmented_files(args, task: str, settings: dict, task_cache: Path, rules: str) -> tuple[Path, Path] | None:
     """Training file augmented by TinyBERT's or Tang et al.'s `rules`, and the dev split as a file (a --train_file run
-    needs both)."""
+    needs both); None under --report_only when the training file was never built."""
     from hf_distill.augment import labels_as_names, write_dataset_atomic
     from hf_distill.augment import main as augment_main
     from hf_distill.data import load_task_dataset
@@ -325,7 +325,7 @@ def augmented_files(args, task: str, settings: dict, task_cache: Path, rules: st
         write_dataset_atomic(labels_as_names(raw["validation"]), dev_file)
     if not train_file.exists():
         if REPORT_ONLY:
-            raise FileNotFoundError(f"{train_file} (not built: --report_only)")
+            return None
         argv = ["--task_name", task, "--output_file", str(train_file), "--seed", "42"]
         if rules == "tinybert":
             argv += ["--mlm_model_name_or_path", args.aug_mlm, "--n_aug", str(settings["n_aug"])]
@@ -638,6 +638,8 @@ def main(argv: list[str] | None = None) -> dict:
                 except Exception as error:  # a broken augmenter must not cost the other rows
                     logger.exception("Augmentation (%s) failed for %s", rules, task)
                     skip_reason = f"augmentation failed: {error!r}"
+            if rules and skip_reason is None and extra[rules] is None:
+                skip_reason = "its augmented training set is not built (--report_only)"
             if skip_reason:
                 logger.warning("Skipping %s on %s: %s", method, task, skip_reason)
                 rows.append({"task": task, "method": method, "name": METHODS[method], "skip_reason": skip_reason})
@@ -660,11 +662,11 @@ def main(argv: list[str] | None = None) -> dict:
             if row["method"] in latency:
                 row.update(latency[row["method"]])
                 row["speedup"] = latency["teacher"]["latency_ms"] / row["latency_ms"]
-        if "tinybert" in extra:
+        if extra.get("tinybert"):
             rows_aug = sum(1 for _ in open(extra["tinybert"][0]))
             notes.append(f"{task}: TinyBERT augmentation with `{args.aug_mlm}`, N_a={settings['n_aug']}: "
                          f"{rows_aug} training rows.")
-        if "tang" in extra:
+        if extra.get("tang"):
             rows_aug = sum(1 for _ in open(extra["tang"][0]))
             notes.append(f"{task}: Tang et al.'s augmentation, n_iter={settings['n_tang']}, p_mask=0.1, "
                          f"p_pos={args.tang_p_pos:g}, p_ng=0.25, duplicates dropped: {rows_aug} training rows, "
