@@ -76,7 +76,6 @@ METHODS = {
     "bilstm_kd": "BiLSTM distilled",
     "bilstm_kd_aug": "BiLSTM distilled + Tang augmentation",
 }
-TINYBERT_METHODS = ("tinybert", "tinybert_aug")
 BILSTM_METHODS = ("bilstm_alone", "bilstm_kd", "bilstm_kd_aug")
 # Methods trained on an augmented transfer set, and whose rules build it.
 AUGMENTATION_RULES = {"tinybert_aug": "tinybert", "bilstm_kd_aug": "tang"}
@@ -607,7 +606,6 @@ def main(argv: list[str] | None = None) -> dict:
     global REPORT_ONLY
     REPORT_ONLY = args.report_only
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
-    from hf_distill.config import METHOD_PRESETS
 
     start = time.perf_counter()
     results_dir = Path(args.results_dir)
@@ -629,10 +627,8 @@ def main(argv: list[str] | None = None) -> dict:
         model_dirs = {"teacher": task_cache / "teacher"}
         for method in args.methods:
             skip_reason = None
-            if method in TINYBERT_METHODS and "tinybert" not in METHOD_PRESETS:
-                skip_reason = "`tinybert` is not in hf_distill.config.METHOD_PRESETS yet"
             rules = AUGMENTATION_RULES.get(method)
-            if rules and skip_reason is None and rules not in extra:
+            if rules and rules not in extra:
                 try:
                     extra[rules] = augmented_files(args, task, settings, task_cache, rules)
                 except Exception as error:  # a broken augmenter must not cost the other rows
