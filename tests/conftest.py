@@ -165,7 +165,10 @@ def run_without_hf_distill(script: str, cwd: Path, *args: str, timeout: int = 18
     """Run `script` in a fresh Python process where `import hf_distill` fails, offline, with a private
     `HF_MODULES_CACHE` so remote code is copied from the saved folder, not found in a cache."""
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "hf_modules"), TOKENIZERS_PARALLELISM="false")
+    # One thread, as the `one_thread` fixture gives the test process: the child then reduces in the same order, so
+    # logits compared bitwise across the two processes agree (with the default 2 threads they differed by ~4e-9).
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "hf_modules"), TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1")
     code = _BLOCK_HF_DISTILL + textwrap.dedent(script)
     result = subprocess.run(
         [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
