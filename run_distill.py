@@ -24,7 +24,7 @@ Writes the student and its tokenizer, `all_results.json`, `distillation_config.j
 
 from dataclasses import dataclass, field
 
-from transformers import DataCollatorWithPadding, set_seed
+from transformers import set_seed
 from transformers.utils import logging
 
 from hf_distill import DistillationConfig, DistillationTrainer
@@ -34,6 +34,7 @@ from hf_distill.cli import (
     check_output_dir,
     evaluate_model,
     load_data,
+    make_collator,
     model_summary_row,
     parse_arguments,
     setup_logging,
@@ -44,13 +45,14 @@ from hf_distill.cli import (
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import (
     COMPLETION_MARKER,
+    check_fields_apply,
     check_max_seq_length,
     check_resume_checkpoint,
     load_pretrained,
     save_final_model,
 )
 from hf_distill.model_card import render_model_card
-from hf_distill.peakd import PTPArguments, run_ptp_stage
+from hf_distill.peakd import PTP_FIELDS, PTPArguments, run_ptp_stage
 from hf_distill.peft_utils import (
     StudentPeftArguments,
     add_student_lora,
@@ -99,11 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher_args, student_args, ptp_args, peft_args, data_args, config = parse_arguments(
         ARGUMENT_CLASSES, argv
     )
-    if config.method != "peakd" and ptp_args.ptp_threshold is not None:
-        raise ValueError(
-            f"`ptp_threshold` belongs to PeaKD's PTP stage and has no effect with `--method {config.method}`. "
-            "Drop it, or use `--method peakd`."
-        )
+    check_fields_apply(ptp_args, PTP_FIELDS, config.method, "method")
     setup_logging(config)
     check_output_dir(config.output_dir, data_args.overwrite_output_dir)
     check_resume_checkpoint(config.resume_from_checkpoint)
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logger.info("Effective distillation configuration: %s", effective)
     write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
 
-    collator = DataCollatorWithPadding(tokenizer)
+    collator = make_collator(tokenizer, data_args)
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
 
@@ -170,13 +168,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "summary": rows,
     }
     write_text_atomic(f"{config.output_dir}/summary.md", table + "\n")
+    local_data = data_args.train_file or data_args.data_dir  # files read instead of the Hub dataset
     card = render_model_card(
         student=trainer.model,
         teacher=teacher_path,
         args=config,
         task=task,
         summary_rows=rows,
-        dataset=None if data_args.train_file else data_args.dataset_name,
+        dataset=None if local_data else data_args.dataset_name,
+        local_data=local_data,
         base_model=teacher_args.teacher_hub_id,
     )
     write_text_atomic(f"{config.output_dir}/README.md", card)

@@ -22,7 +22,6 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    DataCollatorWithPadding,
     TrainingArguments,
     set_seed,
 )
@@ -32,6 +31,7 @@ from hf_distill.cli import (
     DataArguments,
     check_output_dir,
     load_data,
+    make_collator,
     parse_arguments,
     setup_logging,
     write_json_atomic,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=make_collator(tokenizer, data_args),
         compute_metrics=build_compute_metrics(task),
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

@@ -12,7 +12,13 @@ from typing import Any
 
 import yaml
 from datasets.utils import logging as datasets_logging
-from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
+from transformers import (
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    PretrainedConfig,
+    PreTrainedModel,
+    TrainingArguments,
+)
 from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
@@ -48,6 +54,14 @@ class DataArguments:
     )
     dataset_name: str = field(default="nyu-mll/glue", metadata={"help": "Hub dataset used when no files are given."})
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Pad every batch to `max_seq_length` instead of to its longest row (as run_glue.py; TinyBERT's "
+            "reference does, which its unmasked loss means need: `--tinybert_hidden_mask false "
+            "--tinybert_attention_masked_mean false`)."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first n training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first n validation examples."})
     overwrite_output_dir: bool = field(
@@ -126,6 +140,13 @@ def load_data(data_args: DataArguments, tokenizer, seed: int):
     check_label_values(raw, task)
     tokenized = tokenize_dataset(raw, tokenizer, task.text_columns, data_args.max_seq_length)
     return raw, tokenized, task
+
+
+def make_collator(tokenizer, data_args: DataArguments) -> DataCollatorWithPadding:
+    """Pads each batch to its longest row, or to `max_seq_length` with `pad_to_max_length`."""
+    if data_args.pad_to_max_length:
+        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
+    return DataCollatorWithPadding(tokenizer)
 
 
 def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: str) -> None:

@@ -10,26 +10,43 @@ from typing import Any
 from transformers import TrainingArguments
 from transformers.utils import logging
 
-from .guards import check_finite_settings
+from .guards import check_fields_apply, check_finite_settings
 from .layer_mapping import parse_layer_list
 from .teacher_cache import check_teacher_cache_settings
+from .tinybert import apply_stage_schedule
 
 logger = logging.get_logger(__name__)
 
 # Presets per method: the reference settings quoted in methods.md. KD uses PKD's shipped run so that the two are
-# compared at the same α and T, as in the PKD paper.
+# compared at the same α and T, as in the PKD paper. A preset holds only the settings its method reads.
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    "kd": {"alpha": 0.7, "temperature": 10.0, "beta": 0.0},
+    "kd": {"alpha": 0.7, "temperature": 10.0},
     "pkd": {"alpha": 0.7, "temperature": 10.0, "beta": 500.0},
-    # Tang et al.: pure logit MSE on the (augmented, teacher-labelled) transfer set; T is unused.
-    "bilstm": {"alpha": 1.0, "temperature": 1.0, "beta": 0.0},
+    # Tang et al.: pure logit MSE on the (augmented, teacher-labelled) transfer set; no temperature.
+    "bilstm": {"alpha": 1.0},
     # PeaKD's KD/PKD stage after PTP.
     "peakd": {"alpha": 0.7, "temperature": 10.0, "beta": 100.0},
     # TinyBERT's stage 2: soft cross-entropy at t = 1 and no hard-label term; stage 1 uses none of these.
-    "tinybert": {"alpha": 1.0, "temperature": 1.0, "beta": 0.0},
+    "tinybert": {"alpha": 1.0, "temperature": 1.0},
 }
 # Methods whose loss adds PKD's patient term over mapped intermediate [CLS] states.
 PATIENT_METHODS = ("pkd", "peakd")
+# Settings only some methods read, and which: another method refuses them (`guards.check_fields_apply`).
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "temperature": ("kd", "pkd", "peakd", "tinybert"),
+    "beta": PATIENT_METHODS,
+    "pkd_strategy": PATIENT_METHODS,
+    "pkd_layer_map": PATIENT_METHODS,
+    "normalize_patience": PATIENT_METHODS,
+}
+
+# Settings of how the teacher runs (cached, its precision), not of what the method computes.
+TEACHER_RUNTIME_FIELDS = ("teacher_cache", "overwrite_teacher_cache", "teacher_autocast_dtype")
+
+
+def _preset_help(name: str) -> str:
+    """`kd 0.7, pkd 0.7, …` for the `--help` of a preset setting, from `METHOD_PRESETS`."""
+    return ", ".join(f"{method} {preset[name]:g}" for method, preset in METHOD_PRESETS.items() if name in preset)
 
 
 @dataclass
@@ -53,13 +70,33 @@ class DistillationConfig(TrainingArguments):
     # -- loss weights -------------------------------------------------------------------------------------------
     alpha: float | None = field(
         default=None,
-        metadata={"help": "Weight of the distillation term; the hard-label CE gets 1 − alpha. Preset: 0.7."},
+        metadata={
+            "help": "Weight of the distillation term (KL for kd/pkd/peakd, logit MSE for bilstm, soft CE for "
+            "tinybert stage 2); the hard-label CE, on labelled original rows only, gets 1 − alpha. Tang et al. write "
+            "the BiLSTM loss as α·CE + (1−α)·MSE: their α is 1 − this alpha (their α = 0, pure MSE, is alpha 1). "
+            f"Presets: {_preset_help('alpha')}."
+        },
     )
     temperature: float | None = field(
-        default=None, metadata={"help": "Softmax temperature T of the KD term (> 0). Preset: 10."}
+        default=None,
+        metadata={
+            "help": f"Softmax temperature T of the KD term (> 0). Presets: {_preset_help('temperature')}.",
+        },
     )
     beta: float | None = field(
-        default=None, metadata={"help": "Weight of PKD's patient loss (≥ 0). Preset: 500 for `pkd`, 0 otherwise."}
+        default=None,
+        metadata={
+            "help": f"Weight of PKD's patient loss (≥ 0). Presets: {_preset_help('beta')}.",
+        },
+    )
+    # -- hard labels -----------------------------------------------------------------------------------------------
+    train_ce_on_augmented: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train the hard-label CE on rows marked `augmented` (hf_distill.augment's output). Default: "
+            "CE on original rows only, whose labels are gold; an n-gram cut or a word swap can change a sentence's "
+            "label, so augmented rows feed only the distillation terms."
+        },
     )
     # -- PKD -------------------------------------------------------------------------------------------------------
     pkd_strategy: str = field(
@@ -73,18 +110,22 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "Explicit teacher layers (1-based) for student layers 1 … M−1, e.g. '2,4'; overrides "
-            "`pkd_strategy`."
+            "`pkd_strategy`.",
         },
     )
     normalize_patience: bool = field(
-        default=True, metadata={"help": "L2-normalise the [CLS] vectors before PKD's patient loss (the paper's form)."}
+        default=True,
+        metadata={
+            "help": "L2-normalise the [CLS] vectors before PKD's patient loss (the paper's form).",
+        },
     )
     # -- TinyBERT ----------------------------------------------------------------------------------------------------
     tinybert_stage: int | None = field(
         default=None,
         metadata={
             "help": "1: intermediate layers (embeddings, hidden states, attention scores); 2: prediction layer. "
-            "Unset: run_distill.py / `train_tinybert` run stage 1 then stage 2 (a DistillationTrainer needs 1 or 2).",
+            "Unset: run_distill.py / `train_tinybert` run stage 1 then stage 2 (a DistillationTrainer needs 1 or 2). "
+            "A config with a stage trains with that stage's learning rate, epochs and schedule.",
             "choices": [1, 2],
         },
     )
@@ -92,7 +133,7 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "Teacher layers (1-based) for student layers 1 … M, e.g. '3,6,9,12'. Default: g(m) = m·N/M. "
-            "The embeddings always map to the teacher's."
+            "The embeddings always map to the teacher's.",
         },
     )
     tinybert_attention_target: str = field(
@@ -110,27 +151,42 @@ class DistillationConfig(TrainingArguments):
         },
     )
     tinybert_share_projection: bool = field(
-        default=True, metadata={"help": "One W_h for embeddings and all layers (TinyBERT v1); False: one per layer."}
+        default=True,
+        metadata={
+            "help": "One W_h for embeddings and all layers (TinyBERT v1); False: one per layer.",
+        },
     )
     tinybert_hidden_mask: bool = field(
-        default=False,
+        default=True,
         metadata={
-            "help": "Average the hidden-state MSE over real tokens only (default: all positions, as the reference)."
+            "help": "Average the hidden-state MSE over real tokens only (default), so an example's loss does not "
+            "depend on how far its batch is padded. False: over all positions, as the reference, which pads every "
+            "batch to a fixed length (add `--pad_to_max_length` for its exact numbers).",
         },
     )
     tinybert_attention_masked_mean: bool = field(
-        default=False,
+        default=True,
         metadata={
-            "help": "Average the attention MSE over valid (query, key) pairs only (default: zero padded keys and "
-            "average over all L·L entries, as the reference)."
+            "help": "Average the attention MSE over valid (query, key) pairs only (default; independent of batch "
+            "padding). False: zero padded keys and average over all L·L entries, as the reference (with "
+            "`--pad_to_max_length` for its exact numbers).",
         },
     )
-    tinybert_stage1_epochs: float = field(default=10.0, metadata={"help": "Stage-1 epochs (paper: 10–50 by task)."})
-    tinybert_stage1_learning_rate: float = field(default=5e-5, metadata={"help": "Stage-1 learning rate, constant."})
+    tinybert_stage1_epochs: float = field(
+        default=10.0, metadata={"help": "Stage-1 epochs (paper: 10–50 by task)."}
+    )
+    tinybert_stage1_learning_rate: float = field(
+        default=5e-5, metadata={"help": "Stage-1 learning rate, constant."}
+    )
     tinybert_stage2_epochs: float = field(default=3.0, metadata={"help": "Stage-2 epochs."})
-    tinybert_stage2_learning_rate: float = field(default=3e-5, metadata={"help": "Stage-2 peak learning rate."})
+    tinybert_stage2_learning_rate: float = field(
+        default=3e-5, metadata={"help": "Stage-2 peak learning rate."}
+    )
     tinybert_stage2_warmup: float = field(
-        default=0.1, metadata={"help": "Stage-2 linear warm-up: a ratio of the steps in [0, 1), or a step count."}
+        default=0.1,
+        metadata={
+            "help": "Stage-2 linear warm-up: a ratio of the steps in [0, 1), or a step count.",
+        },
     )
     # -- teacher -------------------------------------------------------------------------------------------------
     teacher_cache: str | None = field(
@@ -157,27 +213,31 @@ class DistillationConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
         if self.method not in METHOD_PRESETS:
             raise ValueError(
                 f"`method`={self.method!r} is not a known distillation method. Choose one of "
                 f"{sorted(METHOD_PRESETS)}."
             )
+        check_finite_settings(self.effective_distillation_config())
+        self._validate_loss_settings()
+        check_fields_apply(self, self.method_fields(), self.method, "method")
         for name, value in METHOD_PRESETS[self.method].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        check_finite_settings(self.effective_distillation_config())
-        self._validate_loss_settings()
+        if self.method == "tinybert":
+            apply_stage_schedule(self)  # before TrainingArguments reads the schedule
+        super().__post_init__()
         check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)
         if self.deepspeed:
             self._validate_deepspeed_settings()
 
     def _validate_loss_settings(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
+        """Ranges of the settings given; unset ones (None) take a preset that is in range."""
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"`alpha` must be in [0, 1] (the weight of the distillation term), got {self.alpha}.")
-        if self.temperature <= 0:
+        if self.temperature is not None and self.temperature <= 0:
             raise ValueError(f"`temperature` must be > 0, got {self.temperature}. Typical values: 1, 2, 4, 10, 20.")
-        if self.beta < 0:
+        if self.beta is not None and self.beta < 0:
             raise ValueError(f"`beta` must be ≥ 0 (a loss weight), got {self.beta}.")
         if self.pkd_strategy not in ("skip", "last"):
             raise ValueError(f"`pkd_strategy` must be 'skip' or 'last', got {self.pkd_strategy!r}.")
@@ -212,6 +272,23 @@ class DistillationConfig(TrainingArguments):
                 "engine only updates the model it wraps. Run stage 1 (`--tinybert_stage 1`) without `deepspeed` "
                 "(torchrun/accelerate with DDP or FSDP), then stage 2 (`--tinybert_stage 2`) with it."
             )
+
+    @classmethod
+    def method_fields(cls) -> dict[str, tuple[str, ...]]:
+        """`METHOD_FIELDS` plus every `tinybert_*` field, which only `tinybert` reads."""
+        tinybert = {f.name: ("tinybert",) for f in fields(cls) if f.name.startswith("tinybert_")}
+        return {**METHOD_FIELDS, **tinybert}
+
+    def method_settings(self) -> dict[str, Any]:
+        """The settings that configure this run's method: set (not None), read by this method, and not about how the
+        teacher runs (`TEACHER_RUNTIME_FIELDS`). The model card lists these."""
+        readers = self.method_fields()
+        return {
+            name: value
+            for name, value in self.effective_distillation_config().items()
+            if value is not None and self.method in readers.get(name, (self.method,))
+            and name not in TEACHER_RUNTIME_FIELDS
+        }
 
     def effective_distillation_config(self) -> dict[str, Any]:
         """The distillation settings this run uses, after presets: the fields this class adds to TrainingArguments."""

@@ -67,6 +67,24 @@ def check_finite_settings(settings: Mapping[str, Any]) -> None:
             raise ValueError(f"`{name}` is {value}, but loss settings must be finite numbers. Pass a finite `{name}`.")
 
 
+def check_fields_apply(arguments: Any, users: Mapping[str, tuple[str, ...]], value: str, argument: str) -> None:
+    """Refuse fields of the dataclass `arguments` that only `users[field]` (methods or student kinds) read, when this
+    run's `argument` is `value`, another one, and the field is set away from its default: such a setting would
+    silently do nothing. A field left at its default (also when a config file spells the default out) changes
+    nothing and passes."""
+    for spec in dataclasses.fields(arguments):
+        readers = users.get(spec.name)
+        if readers is None or value in readers:
+            continue
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        if getattr(arguments, spec.name) != default:
+            raise ValueError(
+                f"`{spec.name}`={getattr(arguments, spec.name)!r} applies only to `{argument}` "
+                f"{' / '.join(repr(reader) for reader in readers)}, but this run's `{argument}` is {value!r}, which "
+                f"ignores it. Drop `{spec.name}`, or set `--{argument} {readers[0]}`."
+            )
+
+
 def max_model_positions(config: PretrainedConfig) -> int | None:
     """Tokens a model can read at most (from `max_position_embeddings`), or None if it has no such limit."""
     positions = getattr(config, "max_position_embeddings", None)

@@ -3,7 +3,8 @@
 Every function returns one loss value per example when `reduction="none"`, their sum with `"sum"` and their mean
 with `"mean"` (the paper's form). Within an example each function normalises exactly as its paper/reference does,
 so averaging the per-example values over the batch gives the published normalisation. The trainer uses `"sum"`
-and divides by the number of examples in the whole accumulated batch, which makes gradient accumulation exact.
+and divides by the number of examples in the whole accumulated batch (the hard-label loss: by its labelled
+examples), which makes gradient accumulation exact.
 """
 
 from typing import Literal
@@ -69,12 +70,21 @@ def logit_mse_loss(
 
 
 def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
-    """Cross-entropy to gold labels for classification (`(B, C)` logits, `(B,)` ids, `-100` ignored and counted as
-    zero), squared error to the gold score for regression (`C == 1`)."""
+    """Cross-entropy to gold labels for classification (`(B, C)` logits, `(B,)` ids), squared error to the gold score
+    for regression (`C == 1`, `(B,)` scores).
+
+    A label of -100 marks a row without a hard label, for either kind: its per-row value is 0 (`"none"`), it adds
+    nothing to `"sum"`, and `"mean"` averages over the labelled rows only (0 when there are none), as
+    `nn.CrossEntropyLoss(ignore_index=-100)` does.
+    """
+    labelled = labels != -100
     if logits.size(-1) == 1:
-        per_example = (logits.float().squeeze(-1) - labels.float()).pow(2)
+        scores = torch.where(labelled, labels.float(), 0.0)
+        per_example = torch.where(labelled, (logits.float().squeeze(-1) - scores).pow(2), 0.0)
     else:
         per_example = F.cross_entropy(logits.float(), labels.long(), ignore_index=-100, reduction="none")
+    if reduction == "mean":
+        return per_example.sum() / labelled.sum().clamp(min=1)
     return _reduce(per_example, reduction)
 
 

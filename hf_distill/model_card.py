@@ -13,7 +13,6 @@ from huggingface_hub import EvalResult, ModelCardData, metadata_load
 from torch import nn
 from transformers import TrainingArguments
 
-from .config import PATIENT_METHODS
 from .data import TaskSpec
 from .summary import format_cell, format_markdown_table
 
@@ -144,20 +143,6 @@ def _training_settings(args: TrainingArguments) -> dict[str, Any]:
     }
 
 
-def _method_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that act in this run: set ones, without the fields of methods other than `settings["method"]`."""
-    method = settings["method"]
-
-    def acts(name: str) -> bool:
-        if name.startswith("tinybert_"):
-            return method == "tinybert"
-        if name.startswith("pkd_") or name == "normalize_patience":
-            return method in PATIENT_METHODS
-        return True
-
-    return {name: value for name, value in settings.items() if value is not None and acts(name)}
-
-
 def _settings_table(settings: dict[str, Any]) -> str:
     rows = [
         {"setting": f"`{name}`", "value": "–" if value is None else f"`{value}`"} for name, value in settings.items()
@@ -173,6 +158,7 @@ def render_model_card(
     task: TaskSpec,
     summary_rows: list[dict[str, Any]],
     dataset: str | None = None,
+    local_data: str | None = None,
     base_model: str | None = None,
     model_name: str | None = None,
     tags: tuple[str, ...] = (),
@@ -186,7 +172,9 @@ def render_model_card(
         task: the task trained and evaluated on.
         summary_rows: `run_distill.py`'s closing rows, teacher first and student last, each with the main metric,
             `parameters (M)`, size, latency and `speed-up` (as `cli.summary_table` fills them).
-        dataset: the Hub dataset id for the `datasets` metadata (e.g. "nyu-mll/glue"); None for your own files.
+        dataset: the Hub dataset id the run loaded, for the `datasets` metadata (e.g. "nyu-mll/glue"); None when
+            it read local files, which the Hub's metadata cannot name.
+        local_data: the local files or folder the run read instead (`data_dir`, `train_file`), named in the text.
         base_model: the Hub id for `base_model`; default: `teacher` when it is a Hub id (a local folder is omitted).
         model_name: the repo name shown in the card and in the usage snippet; default: `args.hub_model_id`, else
             the output folder's name.
@@ -207,7 +195,10 @@ def render_model_card(
         extra_tags=tags,
     )
     teacher_link = f"[{teacher}](https://huggingface.co/{teacher})" if hub_model_id(teacher) else f"`{teacher}`"
-    data_source = f"`{dataset}` ({task.name})" if dataset else f"the task `{task.name}` (local files)"
+    if dataset:
+        data_source = f"`{dataset}` ({task.name})"
+    else:
+        data_source = f"the task `{task.name}` from local files" + (f" (`{local_data}`)" if local_data else "")
     teacher_row, student_row = summary_rows[0], summary_rows[-1]
     metric = task.main_metric
     columns = list(student_row)
@@ -229,7 +220,7 @@ def render_model_card(
         "machine that ran the distillation; the speed-up is relative to the teacher.",
         "## Distillation",
         f"Student: {_architecture(facts)}.",
-        _settings_table(_method_settings(settings)),
+        _settings_table(args.method_settings()),
         "## Training",
         _settings_table(_training_settings(args)),
         "## Usage",

@@ -16,6 +16,7 @@ from transformers.utils import logging
 
 from .config import DistillationConfig
 from .data import TaskSpec
+from .data.glue import AUGMENTED_COLUMN
 from .data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
 from .trainer import ClassifierTrainer
 
@@ -40,6 +41,10 @@ class PTPArguments:
     ptp_num_train_epochs: float = field(
         default=3.0, metadata={"help": "Epochs of the PTP stage (the checkpoint with the best dev loss is kept)."}
     )
+
+
+# Every PTP field is PeaKD's (`guards.check_fields_apply`).
+PTP_FIELDS = {name: ("peakd",) for name in ("ptp", "ptp_threshold", "ptp_num_train_epochs")}
 
 
 def replace_classifier(model: PreTrainedModel, label_names: tuple[str, ...]) -> None:
@@ -68,6 +73,17 @@ def _with_ptp_labels(dataset: Dataset, teacher_logits: torch.Tensor, t1: float, 
     return dataset.remove_columns("labels").add_column("labels", labels.tolist())
 
 
+def ptp_training_rows(train_dataset: Dataset, config: DistillationConfig) -> Dataset:
+    """The rows PTP trains on: a PTP label says whether the teacher is right about the gold label, which rows marked
+    `augmented` do not have (they carry their source's), so those are left out unless `train_ce_on_augmented`."""
+    if AUGMENTED_COLUMN not in train_dataset.column_names or config.train_ce_on_augmented:
+        return train_dataset
+    originals = train_dataset.filter(lambda augmented: not augmented, input_columns=AUGMENTED_COLUMN)
+    logger.info("PTP stage: %d original rows of %d (augmented rows have no gold label)", len(originals),
+                len(train_dataset))
+    return originals
+
+
 def run_ptp_stage(
     student: PreTrainedModel,
     teacher: PreTrainedModel,
@@ -78,12 +94,14 @@ def run_ptp_stage(
     ptp_args: PTPArguments,
     data_collator,
 ) -> PreTrainedModel:
-    """Train `student` on PTP labels (CE, best dev loss kept), then give it a fresh head for `task`, in place."""
+    """Train `student` on PTP labels (CE, best dev loss kept) over `ptp_training_rows`, then give it a fresh head for
+    `task`, in place."""
     if task.is_regression:
         raise ValueError(
             "PTP labels come from the teacher's class predictions, but the task is a regression. Pass `--no_ptp`."
         )
     t1, t2 = resolve_ptp_thresholds(task.name, ptp_args.ptp_threshold)
+    train_dataset = ptp_training_rows(train_dataset, config)
     logger.info("PTP stage: thresholds t1=%s (teacher right), t2=%s (teacher wrong)", t1, t2)
     stage_config = dataclasses.replace(
         config,

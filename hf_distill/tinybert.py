@@ -336,50 +336,82 @@ _STAGE_OWNED_FIELDS = {
 }
 
 
-def check_stage_owned_fields(args: TrainingArguments) -> None:
-    """Refuse generic schedule settings that the stages would otherwise silently replace by their own."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
-    for name, where in _STAGE_OWNED_FIELDS.items():
-        if getattr(args, name) != defaults[name]:
-            raise ValueError(
-                f"`{name}`={getattr(args, name)!r} does not apply to `--method tinybert`, whose stages set their own "
-                f"(default {defaults[name]!r}). Set {where}."
-            )
-
-
-def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -> "DistillationConfig":
-    """The config one stage trains with: its learning rate, epochs and schedule (methods.md §3) and its folder.
-
-    Stage 1: `tinybert_stage1_learning_rate` (5e-5), `tinybert_stage1_epochs` (10), constant, no warm-up, no
-    best-model reload (its logits are not trained). Stage 2: `tinybert_stage2_learning_rate` (3e-5),
-    `tinybert_stage2_epochs` (3), linear decay after `tinybert_stage2_warmup` (10 %). When both stages run, stage 1
-    writes to `<output_dir>/_stage1`, which `push_to_hub` skips (Trainer ignores `_*` folders), and is never pushed
-    itself: its checkpoints hold the `W_h` projections and optimizer state. `max_steps`, if set, applies to each stage.
-    """
+def stage_schedule(args: "DistillationConfig", stage: int) -> dict[str, Any]:
+    """The TrainingArguments values of one stage (methods.md §3): stage 1 `tinybert_stage1_learning_rate` (5e-5),
+    `tinybert_stage1_epochs` (10), constant, no warm-up, no best-model reload (its logits are not trained); stage 2
+    `tinybert_stage2_learning_rate` (3e-5), `tinybert_stage2_epochs` (3), linear decay after
+    `tinybert_stage2_warmup` (10 %)."""
     if stage == 1:
-        overrides = dict(
+        return dict(
             learning_rate=args.tinybert_stage1_learning_rate,
             num_train_epochs=args.tinybert_stage1_epochs,
             lr_scheduler_type="constant",
             warmup_steps=0,
+        )
+    return dict(
+        learning_rate=args.tinybert_stage2_learning_rate,
+        num_train_epochs=args.tinybert_stage2_epochs,
+        lr_scheduler_type="linear",
+        warmup_steps=args.tinybert_stage2_warmup,
+    )
+
+
+def check_stage_owned_fields(args: TrainingArguments, stage: int | None = None) -> None:
+    """Refuse generic schedule settings that the stages would otherwise silently replace by their own.
+
+    A value is accepted when it is TrainingArguments' default or, for a config of one `stage`, that stage's own
+    value (a config copied with `dataclasses.replace` already holds it).
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+    own = stage_schedule(args, stage) if stage else {}
+    for name, where in _STAGE_OWNED_FIELDS.items():
+        value = getattr(args, name)
+        if value != defaults[name] and (name not in own or value != own[name]):
+            raise ValueError(
+                f"`{name}`={value!r} does not apply to `--method tinybert`, whose stages set their own "
+                f"(default {defaults[name]!r}). Set {where}."
+            )
+    if stage == 1 and args.load_best_model_at_end:
+        raise ValueError(
+            "`load_best_model_at_end` is set for TinyBERT stage 1 (`tinybert_stage`=1), which trains the intermediate "
+            "layers only, so no checkpoint is better at the task than another. Drop it for stage 1; stage 2 "
+            "(`tinybert_stage`=2, or both stages) keeps the best checkpoint."
+        )
+
+
+def apply_stage_schedule(args: "DistillationConfig") -> None:
+    """Give a config of one TinyBERT stage (`tinybert_stage` 1 or 2) that stage's learning rate, epochs and schedule,
+    in place, before `TrainingArguments.__post_init__` reads them: a `DistillationTrainer` built from it trains as
+    `run_distill.py` does. A config of both stages (`tinybert_stage` unset) is only checked; `stage_arguments` makes
+    each stage's config from it."""
+    check_stage_owned_fields(args, args.tinybert_stage)
+    if args.tinybert_stage is not None:
+        for name, value in stage_schedule(args, args.tinybert_stage).items():
+            setattr(args, name, value)
+
+
+def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -> "DistillationConfig":
+    """The config one stage trains with: its schedule (`stage_schedule`, applied by the config itself) and folder.
+
+    When both stages run, stage 1 writes to `<output_dir>/_stage1`, which `push_to_hub` skips (Trainer ignores `_*`
+    folders), and is never pushed itself: its checkpoints hold the `W_h` projections and optimizer state; it never
+    reloads a best model (`load_best_model_at_end` applies to stage 2). `max_steps`, if set, applies to each stage.
+    """
+    if stage == 1:
+        overrides = dict(
             load_best_model_at_end=False,
             output_dir=str(Path(args.output_dir) / "_stage1") if both_stages else args.output_dir,
             push_to_hub=args.push_to_hub and not both_stages,
         )
     else:
-        overrides = dict(
-            learning_rate=args.tinybert_stage2_learning_rate,
-            num_train_epochs=args.tinybert_stage2_epochs,
-            lr_scheduler_type="linear",
-            warmup_steps=args.tinybert_stage2_warmup,
-        )
+        overrides = {}
     return dataclasses.replace(args, tinybert_stage=stage, **overrides)
 
 
 def stage_settings(args: "DistillationConfig") -> dict[str, dict[str, Any]]:
     """The effective settings of each stage a run trains (`{"stage1": {...}, "stage2": {...}}`), for the log and
     `distillation_config.json`. Fails first on generic schedule settings the stages would replace."""
-    check_stage_owned_fields(args)
+    check_stage_owned_fields(args, args.tinybert_stage)
     stages = [args.tinybert_stage] if args.tinybert_stage else [1, 2]
     settings = {}
     for stage in stages:

@@ -1,17 +1,19 @@
 """`DistillationTrainer`: a `Trainer` whose loss distils a frozen teacher into the trained model (the student)."""
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging
 
 from . import guards, losses
 from .config import PATIENT_METHODS, DistillationConfig
+from .data.glue import AUGMENTED_COLUMN
 from .distributed import prepare_teacher
 from .layer_mapping import LayerMap, parse_layer_list, pkd_layer_map
 from .model_card import is_distillation_card
@@ -24,9 +26,21 @@ if TYPE_CHECKING:
 
 logger = logging.get_logger(__name__)
 
-# Batch columns that are not model inputs: `idx` keys the example (augmented data), `teacher_cache_row` the row of
-# the teacher cache.
-_NON_MODEL_COLUMNS = ("labels", "idx", CACHE_ROW_COLUMN)
+# Batch columns that are not model inputs: `idx` keys the example (augmented data), `augmented` marks rows made by
+# augmentation, `teacher_cache_row` the row of the teacher cache.
+_NON_MODEL_COLUMNS = ("labels", "idx", AUGMENTED_COLUMN, CACHE_ROW_COLUMN)
+# Terms averaged over the rows that have a hard label (`ItemCounts.labelled`); every other term over all rows.
+_LABELLED_TERMS = ("loss_ce",)
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """`num_items_in_batch` of a `DistillationTrainer`: the rows of the whole accumulated batch (summed over
+    processes), and how many of them have a hard label the CE trains on (not -100, not an augmented row)."""
+
+    examples: torch.Tensor
+    labelled: torch.Tensor
 
 
 def num_executed_layers(model: PreTrainedModel) -> int:
@@ -47,6 +61,18 @@ class ClassifierTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+
+
+class _ClearGradients(TrainerCallback):
+    """Clears the gradients of weights trained beside the model (TinyBERT's W_h) after each optimizer step, as
+    Trainer's `model.zero_grad()` does for the model's own: without it they would sum over all steps."""
+
+    def __init__(self, parameters: list[nn.Parameter]):
+        self.parameters = parameters
+
+    def on_step_end(self, args, state, control, **kwargs):
+        for parameter in self.parameters:
+            parameter.grad = None
 
 
 class DistillationTrainer(Trainer):
@@ -100,6 +126,8 @@ class DistillationTrainer(Trainer):
             self.tinybert = TinyBertDistiller(
                 args, model, self.teacher, num_executed_layers(model), num_executed_layers(self.teacher)
             )
+        if self._projection_parameters():
+            self.add_callback(_ClearGradients(self._projection_parameters()))
         self.teacher_cache: TeacherCache | None = self._prepare_teacher_cache() if args.teacher_cache else None
         self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
@@ -155,14 +183,29 @@ class DistillationTrainer(Trainer):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
-    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
-        """Examples (rows) in the accumulated batch, summed over processes: every term is a per-example mean."""
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> ItemCounts | None:
+        """Rows and labelled rows of the accumulated batch, summed over processes: every term is a per-row mean."""
         if not batch_samples or "input_ids" not in batch_samples[0]:
             return None
-        count = torch.tensor(sum(len(batch["input_ids"]) for batch in batch_samples), device=device)
+        examples = sum(len(batch["input_ids"]) for batch in batch_samples)
+        labelled = 0
+        for batch in batch_samples:
+            labels = self.hard_labels(batch)
+            labelled += 0 if labels is None else int(labels.ne(IGNORE_INDEX).sum())
+        counts = torch.tensor([examples, labelled], device=device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            count = self.accelerator.gather(count).sum()
-        return count
+            counts = self.accelerator.gather(counts).view(-1, 2).sum(dim=0)
+        return ItemCounts(examples=counts[0], labelled=counts[1])
+
+    def hard_labels(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's `labels` as the hard-label CE reads them: -100 (ignored) on rows marked `augmented`, whose
+        copied label the augmented text may no longer have, unless `train_ce_on_augmented`."""
+        labels = inputs.get("labels")
+        augmented = inputs.get(AUGMENTED_COLUMN)
+        if labels is None or augmented is None or self.args.train_ce_on_augmented:
+            return labels
+        rows = augmented.bool().view(-1, *([1] * (labels.dim() - 1)))
+        return labels.masked_fill(rows, IGNORE_INDEX)
 
     # -- TinyBERT's W_h projections train with the student and are saved with the optimizer, not the model -------
     def create_optimizer(self, model=None):
@@ -170,6 +213,17 @@ class DistillationTrainer(Trainer):
         if self.tinybert is not None:
             self.tinybert.add_to_optimizer(optimizer, self.args.weight_decay)
         return optimizer
+
+    def _projection_parameters(self) -> list[nn.Parameter]:
+        projections = self.tinybert.projections if self.tinybert is not None else None
+        return [] if projections is None else list(projections.parameters())
+
+    def _clip_grad_norm(self, model):
+        """`max_grad_norm` clips the student and the W_h projections together, as one set of trained weights."""
+        projections = self._projection_parameters()
+        if not projections:
+            return super()._clip_grad_norm(model)
+        return self.accelerator.clip_grad_norm_([*model.parameters(), *projections], self.args.max_grad_norm)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
@@ -183,7 +237,7 @@ class DistillationTrainer(Trainer):
 
     # -- loss ----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.get("labels")
+        labels = self.hard_labels(inputs)
         model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
         if self.tinybert is not None and self.tinybert.stage == 1:  # runs both models: it reads their attention
             student_outputs, terms = self.tinybert.intermediate_terms(
@@ -195,8 +249,17 @@ class DistillationTrainer(Trainer):
             teacher_outputs = self._teacher_outputs(inputs, model_inputs, needs_hidden)
             terms = self._loss_terms(student_outputs, teacher_outputs, labels)
         batch_size = student_outputs.logits.size(0)
-        denominator = num_items_in_batch if num_items_in_batch is not None else batch_size
-        loss = sum(weight * value for weight, value in terms.values()) / denominator
+        batch_labelled = batch_size if labels is None else labels.ne(IGNORE_INDEX).sum()
+        if isinstance(num_items_in_batch, ItemCounts):
+            examples, labelled = num_items_in_batch.examples, num_items_in_batch.labelled
+        elif num_items_in_batch is not None:  # a plain count of rows, all taken as labelled
+            examples = labelled = num_items_in_batch
+        else:
+            examples, labelled = batch_size, batch_labelled
+        # A batch of augmented rows only has a CE sum of 0: clamping keeps 0 / 0 from turning the loss into NaN.
+        labelled = torch.as_tensor(labelled).clamp(min=1)
+        denominators = {name: labelled if name in _LABELLED_TERMS else examples for name in terms}
+        loss = sum(weight * value / denominators[name] for name, (weight, value) in terms.items())
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # DDP averages gradients over processes while the denominator already counts every process's examples.
             loss = loss * self.accelerator.num_processes
@@ -206,7 +269,9 @@ class DistillationTrainer(Trainer):
 
         buffer = self._term_buffer["train" if model.training else "eval"]
         for name, (_, value) in terms.items():
-            buffer[name].append(value.detach() / batch_size)
+            rows = batch_labelled if name in _LABELLED_TERMS else batch_size
+            if rows:  # a batch without labelled rows says nothing about the CE
+                buffer[name].append(value.detach() / rows)
         if return_outputs:
             return loss, SequenceClassifierOutput(loss=loss, logits=student_outputs.logits)
         return loss
@@ -219,11 +284,21 @@ class DistillationTrainer(Trainer):
             return self.teacher(**model_inputs, output_hidden_states=output_hidden_states)
 
     def _loss_terms(self, student_outputs, teacher_outputs, labels) -> dict[str, tuple[float, torch.Tensor]]:
-        """Each term as `(weight, sum over the batch of per-example values)`."""
+        """Each term as `(weight, sum over the batch of per-row values)`; `labels` as `hard_labels` gives them."""
         args = self.args
         student_logits, teacher_logits = student_outputs.logits, teacher_outputs.logits
+        is_regression = student_logits.size(-1) == 1
+        if args.method == "tinybert" and is_regression:
+            # TinyBERT's stage 2 on a regression task (STS-B) fits the gold score, as its reference does: no teacher
+            # term, so `alpha` has no effect here.
+            if labels is None:
+                raise ValueError(
+                    "TinyBERT stage 2 on a regression task trains on the gold scores (MSE, as the reference), but "
+                    "the batch has no `labels`. Give the training set a `labels` column."
+                )
+            return {"loss_ce": (1.0, losses.hard_label_loss(student_logits, labels, reduction="sum"))}
         # Tang et al. match raw logits; for regression the squared error to the teacher's prediction replaces KL.
-        if args.method == "bilstm" or student_logits.size(-1) == 1:
+        if args.method == "bilstm" or is_regression:
             terms = {"loss_mse": (args.alpha, losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum"))}
         elif args.method == "tinybert":  # stage 2: the paper's soft cross-entropy, no T² factor
             prediction = losses.soft_cross_entropy(student_logits, teacher_logits, args.temperature, reduction="sum")

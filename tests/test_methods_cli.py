@@ -72,7 +72,7 @@ def test_peakd_ablations_plain_student_without_ptp(tmp_path, tiny_teacher_dir, t
 
 
 def test_ptp_threshold_outside_peakd_and_out_of_range_are_refused(tmp_path, tiny_teacher_dir, tiny_sst2_dir):
-    with pytest.raises(ValueError, match="`ptp_threshold` belongs to PeaKD"):
+    with pytest.raises(ValueError, match="`ptp_threshold`=.* applies only to `method` 'peakd'"):
         run(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--method", "kd", "--ptp_threshold", "0.9")
     with pytest.raises(ValueError, match="ptp_threshold"):
         run(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--method", "peakd", "--ptp_threshold", "1.5")

@@ -63,8 +63,9 @@ def test_distill_from_a_yaml_config_file(tmp_path, tiny_teacher_dir, tiny_sst2_d
     with pytest.raises(ValueError, match="`output_dir`.*already holds a finished run"):
         run_distill.main([str(path)])
 
-    # Flags after the file override it.
-    run_distill.main([str(path), "--output_dir", str(tmp_path / "other"), "--temperature", "4", "--no_ptp"])
+    # Flags after the file override it (`--no_ptp` would now be refused: PTP is PeaKD's, and this run is kd).
+    run_distill.main([str(path), "--output_dir", str(tmp_path / "other"), "--temperature", "4", "--disable_tqdm",
+                      "true"])
     effective = json.loads((tmp_path / "other" / "distillation_config.json").read_text())
     assert (effective["alpha"], effective["temperature"]) == (0.5, 4.0)
 

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BasicTokenizer, PreTrainedModel
 from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
+from .glue import AUGMENTED_COLUMN
 
-AUGMENTED_COLUMN = "augmented"
+logger = logging.get_logger(__name__)
 
 # NLTK's English stop words (the list TinyBERT's reference uses), alphabetic entries only: the others can never be
 # candidates because candidates must be alphabetic.

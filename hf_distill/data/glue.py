@@ -30,6 +30,9 @@ logger = logging.get_logger(__name__)
 __all__ = ["GLUE_TASKS", "TaskSpec", "get_task", "load_task_dataset", "tokenize_dataset"]
 
 CUSTOM_TASK_NAME = "custom"
+# Marks rows made by augmentation (hf_distill.augment): they keep their source's label, which the text may no longer
+# have, so the trainer trains the hard-label CE on the other rows only (`DistillationConfig.train_ce_on_augmented`).
+AUGMENTED_COLUMN = "augmented"
 # Share of `train_file` held out as the validation split when no `validation_file` is given.
 HELD_OUT_FRACTION = 0.1
 
@@ -323,7 +326,8 @@ def _infer_custom_task(train: Dataset, text_columns: tuple[str, ...]) -> TaskSpe
 
 
 def _pick_columns(dataset: DatasetDict, text_columns: tuple[str, ...], label_column: str) -> DatasetDict:
-    """Keep the text, label (renamed `label`) and, when the file has one, `idx` columns of each split."""
+    """Keep the text, label (renamed `label`) and, when the file has them, `idx` and `augmented` columns of each
+    split."""
     picked = {}
     for split, data in dataset.items():
         where = "`train_file`" if split == "train" else "`validation_file`"
@@ -338,7 +342,7 @@ def _pick_columns(dataset: DatasetDict, text_columns: tuple[str, ...], label_col
                 f"`label_column` is {label_column!r}, but {where} has no such column; its columns "
                 f"are {data.column_names}. Pass `label_column` naming the label column."
             )
-        keep = [*text_columns, label_column, *(["idx"] if "idx" in data.column_names else [])]
+        keep = [*text_columns, label_column, *(c for c in ("idx", AUGMENTED_COLUMN) if c in data.column_names)]
         data = data.select_columns(keep)
         picked[split] = data if label_column == "label" else data.rename_column(label_column, "label")
     return DatasetDict(picked)
@@ -351,7 +355,8 @@ def _labels_to_ids(batch: dict[str, list], task: TaskSpec, where: str) -> dict[s
 def _standardize(dataset: DatasetDict, task: TaskSpec, source_columns: tuple[str, ...]) -> DatasetDict:
     """Rename `source_columns` to the task's text columns, map labels to the task's ids, keep only the task columns.
 
-    Columns are `source_columns`, `label` and maybe `idx` (which is added as the row index when missing).
+    Columns are `source_columns`, `label`, maybe `augmented` (kept) and maybe `idx` (which is added as the row index
+    when missing).
     """
     standardized = {}
     for split, data in dataset.items():
@@ -372,8 +377,11 @@ def _standardize(dataset: DatasetDict, task: TaskSpec, source_columns: tuple[str
                 features=Features({**data.features, "label": task.features["label"]}),
                 desc=f"Mapping {split} labels",
             )
-        data = _with_idx(data).select_columns(list(task.features))
-        standardized[split] = data if data.features == task.features else data.cast(task.features)
+        features = task.features
+        if AUGMENTED_COLUMN in data.column_names:
+            features = Features({**features, AUGMENTED_COLUMN: Value("bool")})
+        data = _with_idx(data).select_columns(list(features))
+        standardized[split] = data if data.features == features else data.cast(features)
     return DatasetDict(standardized)
 
 
@@ -408,7 +416,8 @@ def load_task_dataset(
     training rows (shuffled with `seed`) become the validation split.
 
     Returns:
-        `(dataset, task)`: splits "train" and "validation" with columns `task.text_columns + ("label", "idx")`,
+        `(dataset, task)`: splits "train" and "validation" with columns `task.text_columns + ("label", "idx")`
+        (plus a bool `augmented` when the files have one, as `python -m hf_distill.augment` writes),
         `label` a `ClassLabel(names=task.label_names)` (float32 for regression), `idx` the int64 row index in the
         original split. `max_train_samples`/`max_eval_samples` keep the first rows, as in `run_glue.py`.
     """

@@ -7,7 +7,7 @@ from pathlib import Path
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
 
-from ..guards import load_pretrained
+from ..guards import check_fields_apply, load_pretrained
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
 from .sps import build_sps_student
@@ -15,6 +15,12 @@ from .sps import build_sps_student
 logger = logging.get_logger(__name__)
 
 STUDENT_ARCHS = ("plain", "sps", "bilstm")
+# Settings only one student kind reads (`guards.check_fields_apply`).
+ARCH_FIELDS = {"sps_shuffle_qk": ("sps",)} | {
+    name: ("bilstm",)
+    for name in ("bilstm_embedding_init", "bilstm_embedding_file", "bilstm_hidden_size", "bilstm_fc_hidden_size",
+                 "bilstm_pooling")
+}
 # The student each method's paper uses when `student_arch` is not given.
 DEFAULT_STUDENT_ARCH = {"bilstm": "bilstm", "peakd": "sps"}
 
@@ -106,6 +112,7 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
 def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
     """The student for `method`: ready-made, from a config, a BiLSTM, an SPS BERT or a plain layer selection of the
     teacher."""
+    check_fields_apply(args, ARCH_FIELDS, args.resolved_arch(method), "student_arch")
     if args.student_config:
         other_choices = (
             "student_arch",
