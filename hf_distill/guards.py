@@ -124,6 +124,26 @@ def check_resume_checkpoint(path: str | None) -> None:
         )
 
 
+def looks_like_a_local_path(name_or_path: str) -> bool:
+    """Whether `name_or_path` can only be a local path, not a Hub id (`namespace/name`)."""
+    return os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+
+
+def _local_folder_problem(name_or_path: str) -> str | None:
+    """What is visibly wrong with `name_or_path` as a local folder, for a load failure's message, or None."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        if looks_like_a_local_path(name_or_path):
+            return "there is no such folder"
+        return "no local folder has that name, so it was looked up as a Hub id"
+    if not path.is_dir():
+        return "it is a file, not a folder"
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        files = sorted(child.name for child in path.iterdir())[:8]
+        return f"the folder holds no config.json (its files: {', '.join(files) or 'none'})"
+    return None
+
+
 def load_pretrained(loader: Callable[..., T], name_or_path: str, argument: str, **kwargs) -> T:
     """`loader(name_or_path, **kwargs)` (a `from_pretrained`), with a failure re-raised naming `argument`."""
     try:
@@ -131,11 +151,61 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, argument: str, 
     except _LOAD_ERRORS as error:
         if isinstance(error, ValueError) and f"`{argument}`" in str(error):
             raise  # the loader's own check, which already names the argument
+        problem = _local_folder_problem(str(name_or_path))
         raise ValueError(
-            f"`{argument}` is {str(name_or_path)!r}, which could not be loaded: {type(error).__name__}: {error} "
+            f"`{argument}` is {str(name_or_path)!r}, which could not be loaded: {f'{problem}; ' if problem else ''}"
+            f"{type(error).__name__}: {error} "
             "Pass a Hub model id or a folder written by `save_pretrained` (config.json, model.safetensors and the "
             "tokenizer files); if a file there is truncated or corrupted, save or download it again."
         ) from error
+
+
+def check_tokenizer_vocabulary(
+    tokenizer: Any, name_or_path: str, argument: str, source: str = "the model it was trained from", fix: str = ""
+) -> None:
+    """A folder without tokenizer files still "loads": transformers builds an empty tokenizer of the config's type,
+    which reads every word as the unknown token, so a run would silently train on `[CLS] [UNK] … [SEP]`.
+    `source` names where the right tokenizer comes from, `fix` adds another way out to the message."""
+    vocabulary = set(tokenizer.get_vocab())
+    if vocabulary - set(tokenizer.all_special_tokens) - set(tokenizer.get_added_vocab()):
+        return
+    raise ValueError(
+        f"`{argument}` is {str(name_or_path)!r}, whose tokenizer has no vocabulary (only the special tokens "
+        f"{sorted(vocabulary)}): the folder holds no tokenizer files (tokenizer.json, vocab.txt, ...), so every word "
+        f"would be read as {tokenizer.unk_token!r}. Save the model's tokenizer into the folder "
+        f"(`AutoTokenizer.from_pretrained(<{source}>).save_pretrained(folder)`){fix}."
+    )
+
+
+def check_loaded_weights(
+    model: PreTrainedModel, loading_info: Mapping[str, Any], name_or_path: str, argument: str, *, new_head_ok: bool
+) -> None:
+    """Tensors missing from a checkpoint are randomly initialised by `from_pretrained` with only a log line: a bare
+    `BertModel` loaded as a teacher gets a random classifier, weights of another architecture leave all of it random.
+
+    `new_head_ok`: the task head (every tensor outside the base model, and the pooler) may be new, as when fine-tuning
+    a pre-trained checkpoint or giving a general-distillation student the task's labels.
+    """
+    missing = sorted(loading_info["missing_keys"])
+    prefix = f"{model.base_model_prefix}." if model.base_model is not model else ""
+    body = [key for key in missing if key.startswith(prefix) and ".pooler." not in f".{key}"]
+    head = [key for key in missing if key not in body]
+    total = len(model.state_dict())
+    if body:
+        shown = ", ".join(body[:3]) + (f" and {len(body) - 3} more" if len(body) > 3 else "")
+        raise ValueError(
+            f"`{argument}` is {str(name_or_path)!r}, but its weights do not fit its config.json "
+            f"({type(model).__name__}): {len(body)} of {total} tensors are missing from the checkpoint ({shown}) and "
+            "would be randomly initialised. The weights file belongs to another architecture or model: save the "
+            "checkpoint again with `save_pretrained`, or pass the folder it came from."
+        )
+    if head and not new_head_ok:
+        raise ValueError(
+            f"`{argument}` is {str(name_or_path)!r}, but the checkpoint has no trained task head ({', '.join(head)} "
+            f"missing; its config's architectures: {getattr(model.config, 'architectures', None)}): it is not a "
+            "fine-tuned sequence classifier, and its classifier would be random. Fine-tune it on the task first "
+            f"(`python run_glue_teacher.py --model_name_or_path {name_or_path} ...`) and pass the result."
+        )
 
 
 def check_patient_student(teacher: PreTrainedModel, student: nn.Module, method: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
 
-from ..guards import load_pretrained
+from ..guards import check_loaded_weights, check_tokenizer_vocabulary, load_pretrained
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
 from .sps import build_sps_student
@@ -87,7 +87,9 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
             "`student_model_name_or_path` gives a ready-made student; drop `student_layers`, `student_layer_ids` and "
             "`student_init_from`, which build one from the teacher."
         )
-    student_tokenizer = AutoTokenizer.from_pretrained(args.student_model_name_or_path)
+    path, argument = args.student_model_name_or_path, "student_model_name_or_path"
+    student_tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, argument)
+    check_tokenizer_vocabulary(student_tokenizer, path, argument, source="the teacher")
     if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
         raise ValueError(
             f"`student_model_name_or_path` {args.student_model_name_or_path!r} uses a tokenizer whose vocabulary "
@@ -95,12 +97,15 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
             "teacher's tokenizer (e.g. `--student_layers k`)."
         )
     # A general-distillation checkpoint has no task head: give it the task's labels (a mismatching head is an error).
-    return load_pretrained(
+    student, loading_info = load_pretrained(
         AutoModelForSequenceClassification.from_pretrained,
-        args.student_model_name_or_path,
-        "student_model_name_or_path",
+        path,
+        argument,
+        output_loading_info=True,
         **task.label_config(),
     )
+    check_loaded_weights(student, loading_info, path, argument, new_head_ok=True)
+    return student
 
 
 def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
