@@ -187,6 +187,25 @@ def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrained
             f"`student_config` sets {sorted(fixed)}, but the student must read the teacher's token ids and predict "
             "its labels. Drop these keys: they are copied from the teacher."
         )
-    config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+    sizes = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+    not_positive = {key: overrides[key] for key in sizes if key in overrides and not _is_positive_int(overrides[key])}
+    if not_positive:
+        raise ValueError(
+            f"`student_config` sets {not_positive}, but sizes must be whole numbers ≥ 1. Example: "
+            '\'{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}\'.'
+        )
+    try:
+        config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+        student = AutoModelForSequenceClassification.from_config(config)
+    except (ValueError, TypeError) as error:  # e.g. a hidden_size that num_attention_heads does not divide
+        raise ValueError(
+            f"`student_config` {overrides} does not give a valid {type(teacher.config).__name__}: "
+            f"{type(error).__name__}: {error} Change those values (e.g. a hidden_size that num_attention_heads "
+            "divides)."
+        ) from error
     logger.info("Student built from `student_config` with random weights: %s", overrides)
-    return AutoModelForSequenceClassification.from_config(config)
+    return student
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
