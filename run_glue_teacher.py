@@ -43,6 +43,7 @@ from hf_distill.guards import (
     check_max_seq_length,
     check_resume_checkpoint,
     check_tokenizer_vocabulary,
+    check_training_arguments,
     load_pretrained,
     save_final_model,
 )
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(training_args)
     check_output_dir(training_args.output_dir, data_args.overwrite_output_dir)
     check_resume_checkpoint(training_args.resume_from_checkpoint)
+    check_training_arguments(training_args)
     set_seed(training_args.seed)
 
     model_path = model_args.model_name_or_path

@@ -11,6 +11,8 @@ import math
 import os
 import pickle
 import shutil
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +59,66 @@ def check_config_file_keys(values: Any, dataclass_types: tuple[type, ...], sourc
         raise ValueError(
             f"Config file {source!r} has unknown key(s): {', '.join(described)}. Keys are the script's flags "
             "without '--' (see `--help`): rename or remove them."
+        )
+
+
+def check_config_file_types(values: Mapping[str, Any], dataclass_types: tuple[type, ...], source: str) -> None:
+    """Numbers and booleans in a JSON/YAML config must have the field's type: the parser converts only strings,
+    so `max_steps: [1, 2]` or `per_device_train_batch_size: 8.5` would otherwise fail deep inside training."""
+    for dataclass_type in dataclass_types:
+        try:
+            hints = typing.get_type_hints(dataclass_type)
+        except (NameError, TypeError):  # an annotation this Python cannot evaluate: leave it to the parser
+            continue
+        for f in dataclasses.fields(dataclass_type):
+            if not f.init or f.name not in values or isinstance(values[f.name], str):
+                continue  # strings go through the parser's own conversion and error message
+            hint = hints[f.name]
+            options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+            allowed = {option for option in options if option is not type(None)}
+            if not allowed or not allowed <= {int, float, bool}:
+                continue
+            value = values[f.name]
+            if value is None and type(None) in options:
+                continue
+            if bool in allowed:
+                fits = isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))
+                expected, example = "true or false", "true"
+            elif float in allowed:
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+                expected, example = "a number", "0.5"
+            else:
+                fits = isinstance(value, int) and not isinstance(value, bool)
+                expected, example = "a whole number", "8"
+            if not fits:
+                raise ValueError(
+                    f"Config file {source!r} sets `{f.name}` to {value!r} ({type(value).__name__}), but `{f.name}` "
+                    f"takes {expected}. Write e.g. `{f.name}: {example}`."
+                )
+
+
+def check_training_arguments(args: Any) -> None:
+    """Batch sizes, accumulation steps, learning rate and run length that would fail only once training starts
+    (after the teacher's evaluation), or, for a run of 0 steps, save an untrained model as a finished run."""
+    for name, example in (
+        ("per_device_train_batch_size", 32),
+        ("per_device_eval_batch_size", 64),
+        ("gradient_accumulation_steps", 1),
+    ):
+        value = getattr(args, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"`{name}` is {value!r}; expected a positive whole number. Pass e.g. `--{name} {example}`."
+            )
+    if not math.isfinite(args.learning_rate) or args.learning_rate < 0:
+        raise ValueError(
+            f"`learning_rate` is {args.learning_rate}; expected a finite number ≥ 0. Pass e.g. `--learning_rate 5e-5`."
+        )
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise ValueError(
+            f"`num_train_epochs` is {args.num_train_epochs} and `max_steps` is {args.max_steps}, so the run would "
+            "take 0 training steps and save the untrained model as a finished run. Pass `--num_train_epochs 3` (or "
+            "any number > 0), or `--max_steps` > 0."
         )
 
 
