@@ -48,6 +48,7 @@ from hf_distill.guards import (
     check_fields_apply,
     check_max_seq_length,
     check_resume_checkpoint,
+    check_training_arguments,
     load_pretrained,
     save_final_model,
 )
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(config)
     check_output_dir(config.output_dir, data_args.overwrite_output_dir)
     check_resume_checkpoint(config.resume_from_checkpoint)
+    check_training_arguments(config)
     set_seed(config.seed)
 
     teacher_path = teacher_args.teacher_model_name_or_path

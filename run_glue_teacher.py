@@ -39,8 +39,11 @@ from hf_distill.cli import (
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import (
     COMPLETION_MARKER,
+    check_loaded_weights,
     check_max_seq_length,
     check_resume_checkpoint,
+    check_tokenizer_vocabulary,
+    check_training_arguments,
     load_pretrained,
     save_final_model,
 )
@@ -70,24 +73,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(training_args)
     check_output_dir(training_args.output_dir, data_args.overwrite_output_dir)
     check_resume_checkpoint(training_args.resume_from_checkpoint)
+    check_training_arguments(training_args)
     set_seed(training_args.seed)
 
     model_path = model_args.model_name_or_path
     model_config = load_pretrained(AutoConfig.from_pretrained, model_path, "model_name_or_path")
     check_max_seq_length(data_args.max_seq_length, model_config, "the model (`model_name_or_path`)")
-    tokenizer = load_pretrained(
-        AutoTokenizer.from_pretrained,
-        model_args.tokenizer_name or model_path,
-        "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path",
-    )
+    tokenizer_path = model_args.tokenizer_name or model_path
+    tokenizer_argument = "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path"
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, tokenizer_path, tokenizer_argument)
+    check_tokenizer_vocabulary(tokenizer, tokenizer_path, tokenizer_argument, fix=", or pass `--tokenizer_name`")
     raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
-    model = load_pretrained(
+    model, loading_info = load_pretrained(
         AutoModelForSequenceClassification.from_pretrained,
         model_path,
         "model_name_or_path",
         ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        output_loading_info=True,
         **task.label_config(),
     )
+    check_loaded_weights(model, loading_info, model_path, "model_name_or_path", new_head_ok=True)
     if peft_args.use_peft:
         model = add_lora(model, peft_args)
     logger.info("Fine-tuning %s on %s (%d train / %d dev examples)", model_args.model_name_or_path, task.name,

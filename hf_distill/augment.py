@@ -40,6 +40,7 @@ from hf_distill.data.augment import (
     augment_dataset,
     load_masked_lm,
 )
+from hf_distill.guards import check_tokenizer_vocabulary, load_pretrained
 
 logger = logging.get_logger(__name__)
 
@@ -119,7 +120,10 @@ def build_augmenter(args: AugmentArguments, train: datasets.Dataset, text_column
 
         texts = [text for column in text_columns for text in train[column]]
         return TangAugmenter(texts, p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng, n_iter=args.n_iter)
-    model, tokenizer = load_masked_lm(args.mlm_model_name_or_path, cache_dir=args.cache_dir)
+    model, tokenizer = load_pretrained(
+        load_masked_lm, args.mlm_model_name_or_path, "mlm_model_name_or_path", cache_dir=args.cache_dir
+    )
+    check_tokenizer_vocabulary(tokenizer, args.mlm_model_name_or_path, "mlm_model_name_or_path")
     device = args.device or ("cuda" if torch.cuda.is_available() and args.num_proc == 1 else "cpu")
     if args.num_proc > 1 and device != "cpu":
         raise ValueError(

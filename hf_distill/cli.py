@@ -22,7 +22,7 @@ from transformers import (
 from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
-from .guards import COMPLETION_MARKER, check_config_file_keys, check_label_values
+from .guards import COMPLETION_MARKER, check_config_file_keys, check_config_file_types, check_label_values
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import ClassifierTrainer, has_default_label_names
 
@@ -86,6 +86,7 @@ def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = 
         text = Path(path).read_text(encoding="utf-8")
         values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
         check_config_file_keys(values, dataclass_types, argv[0])
+        check_config_file_types(values, dataclass_types, argv[0])
         # The file's values become the defaults, so flags after it override them and it may hold required ones.
         parser.set_defaults(**values)
         for action in parser._actions:

@@ -11,6 +11,8 @@ import math
 import os
 import pickle
 import shutil
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +59,66 @@ def check_config_file_keys(values: Any, dataclass_types: tuple[type, ...], sourc
         raise ValueError(
             f"Config file {source!r} has unknown key(s): {', '.join(described)}. Keys are the script's flags "
             "without '--' (see `--help`): rename or remove them."
+        )
+
+
+def check_config_file_types(values: Mapping[str, Any], dataclass_types: tuple[type, ...], source: str) -> None:
+    """Numbers and booleans in a JSON/YAML config must have the field's type: the parser converts only strings,
+    so `max_steps: [1, 2]` or `per_device_train_batch_size: 8.5` would otherwise fail deep inside training."""
+    for dataclass_type in dataclass_types:
+        try:
+            hints = typing.get_type_hints(dataclass_type)
+        except (NameError, TypeError):  # an annotation this Python cannot evaluate: leave it to the parser
+            continue
+        for f in dataclasses.fields(dataclass_type):
+            if not f.init or f.name not in values or isinstance(values[f.name], str):
+                continue  # strings go through the parser's own conversion and error message
+            hint = hints[f.name]
+            options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+            allowed = {option for option in options if option is not type(None)}
+            if not allowed or not allowed <= {int, float, bool}:
+                continue
+            value = values[f.name]
+            if value is None and type(None) in options:
+                continue
+            if bool in allowed:
+                fits = isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))
+                expected, example = "true or false", "true"
+            elif float in allowed:
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+                expected, example = "a number", "0.5"
+            else:
+                fits = isinstance(value, int) and not isinstance(value, bool)
+                expected, example = "a whole number", "8"
+            if not fits:
+                raise ValueError(
+                    f"Config file {source!r} sets `{f.name}` to {value!r} ({type(value).__name__}), but `{f.name}` "
+                    f"takes {expected}. Write e.g. `{f.name}: {example}`."
+                )
+
+
+def check_training_arguments(args: Any) -> None:
+    """Batch sizes, accumulation steps, learning rate and run length that would fail only once training starts
+    (after the teacher's evaluation), or, for a run of 0 steps, save an untrained model as a finished run."""
+    for name, example in (
+        ("per_device_train_batch_size", 32),
+        ("per_device_eval_batch_size", 64),
+        ("gradient_accumulation_steps", 1),
+    ):
+        value = getattr(args, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"`{name}` is {value!r}; expected a positive whole number. Pass e.g. `--{name} {example}`."
+            )
+    if not math.isfinite(args.learning_rate) or args.learning_rate < 0:
+        raise ValueError(
+            f"`learning_rate` is {args.learning_rate}; expected a finite number ≥ 0. Pass e.g. `--learning_rate 5e-5`."
+        )
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise ValueError(
+            f"`num_train_epochs` is {args.num_train_epochs} and `max_steps` is {args.max_steps}, so the run would "
+            "take 0 training steps and save the untrained model as a finished run. Pass `--num_train_epochs 3` (or "
+            "any number > 0), or `--max_steps` > 0."
         )
 
 
@@ -142,6 +204,26 @@ def check_resume_checkpoint(path: str | None) -> None:
         )
 
 
+def looks_like_a_local_path(name_or_path: str) -> bool:
+    """Whether `name_or_path` can only be a local path, not a Hub id (`namespace/name`)."""
+    return os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+
+
+def _local_folder_problem(name_or_path: str) -> str | None:
+    """What is visibly wrong with `name_or_path` as a local folder, for a load failure's message, or None."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        if looks_like_a_local_path(name_or_path):
+            return "there is no such folder"
+        return "no local folder has that name, so it was looked up as a Hub id"
+    if not path.is_dir():
+        return "it is a file, not a folder"
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        files = sorted(child.name for child in path.iterdir())[:8]
+        return f"the folder holds no config.json (its files: {', '.join(files) or 'none'})"
+    return None
+
+
 def load_pretrained(loader: Callable[..., T], name_or_path: str, argument: str, **kwargs) -> T:
     """`loader(name_or_path, **kwargs)` (a `from_pretrained`), with a failure re-raised naming `argument`."""
     try:
@@ -149,11 +231,61 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, argument: str, 
     except _LOAD_ERRORS as error:
         if isinstance(error, ValueError) and f"`{argument}`" in str(error):
             raise  # the loader's own check, which already names the argument
+        problem = _local_folder_problem(str(name_or_path))
         raise ValueError(
-            f"`{argument}` is {str(name_or_path)!r}, which could not be loaded: {type(error).__name__}: {error} "
+            f"`{argument}` is {str(name_or_path)!r}, which could not be loaded: {f'{problem}; ' if problem else ''}"
+            f"{type(error).__name__}: {error} "
             "Pass a Hub model id or a folder written by `save_pretrained` (config.json, model.safetensors and the "
             "tokenizer files); if a file there is truncated or corrupted, save or download it again."
         ) from error
+
+
+def check_tokenizer_vocabulary(
+    tokenizer: Any, name_or_path: str, argument: str, source: str = "the model it was trained from", fix: str = ""
+) -> None:
+    """A folder without tokenizer files still "loads": transformers builds an empty tokenizer of the config's type,
+    which reads every word as the unknown token, so a run would silently train on `[CLS] [UNK] … [SEP]`.
+    `source` names where the right tokenizer comes from, `fix` adds another way out to the message."""
+    vocabulary = set(tokenizer.get_vocab())
+    if vocabulary - set(tokenizer.all_special_tokens) - set(tokenizer.get_added_vocab()):
+        return
+    raise ValueError(
+        f"`{argument}` is {str(name_or_path)!r}, whose tokenizer has no vocabulary (only the special tokens "
+        f"{sorted(vocabulary)}): the folder holds no tokenizer files (tokenizer.json, vocab.txt, ...), so every word "
+        f"would be read as {tokenizer.unk_token!r}. Save the model's tokenizer into the folder "
+        f"(`AutoTokenizer.from_pretrained(<{source}>).save_pretrained(folder)`){fix}."
+    )
+
+
+def check_loaded_weights(
+    model: PreTrainedModel, loading_info: Mapping[str, Any], name_or_path: str, argument: str, *, new_head_ok: bool
+) -> None:
+    """Tensors missing from a checkpoint are randomly initialised by `from_pretrained` with only a log line: a bare
+    `BertModel` loaded as a teacher gets a random classifier, weights of another architecture leave all of it random.
+
+    `new_head_ok`: the task head (every tensor outside the base model, and the pooler) may be new, as when fine-tuning
+    a pre-trained checkpoint or giving a general-distillation student the task's labels.
+    """
+    missing = sorted(loading_info["missing_keys"])
+    prefix = f"{model.base_model_prefix}." if model.base_model is not model else ""
+    body = [key for key in missing if key.startswith(prefix) and ".pooler." not in f".{key}"]
+    head = [key for key in missing if key not in body]
+    total = len(model.state_dict())
+    if body:
+        shown = ", ".join(body[:3]) + (f" and {len(body) - 3} more" if len(body) > 3 else "")
+        raise ValueError(
+            f"`{argument}` is {str(name_or_path)!r}, but its weights do not fit its config.json "
+            f"({type(model).__name__}): {len(body)} of {total} tensors are missing from the checkpoint ({shown}) and "
+            "would be randomly initialised. The weights file belongs to another architecture or model: save the "
+            "checkpoint again with `save_pretrained`, or pass the folder it came from."
+        )
+    if head and not new_head_ok:
+        raise ValueError(
+            f"`{argument}` is {str(name_or_path)!r}, but the checkpoint has no trained task head ({', '.join(head)} "
+            f"missing; its config's architectures: {getattr(model.config, 'architectures', None)}): it is not a "
+            "fine-tuned sequence classifier, and its classifier would be random. Fine-tune it on the task first "
+            f"(`python run_glue_teacher.py --model_name_or_path {name_or_path} ...`) and pass the result."
+        )
 
 
 def check_patient_student(teacher: PreTrainedModel, student: nn.Module, method: str) -> None:

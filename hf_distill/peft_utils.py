@@ -6,7 +6,6 @@ LoRA matrices plus the full classifier, which task type SEQ_CLS trains and saves
 with the task's labels, so the base model is rebuilt with the right head before the adapter is applied.
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -22,6 +21,8 @@ from transformers import (
 )
 from transformers.utils import logging
 from transformers.utils.peft_utils import find_adapter_config_file
+
+from .guards import _LOAD_ERRORS, check_loaded_weights, check_tokenizer_vocabulary, looks_like_a_local_path
 
 logger = logging.get_logger(__name__)
 
@@ -144,43 +145,91 @@ def is_peft_adapter(name_or_path: str) -> bool:
     return find_adapter_config_file(name_or_path) is not None
 
 
-def load_teacher(name_or_path: str) -> PreTrainedModel:
+def _adapter_base(name_or_path: str, argument: str) -> str:
+    """The `base_model_name_or_path` of the adapter at `name_or_path`, refused when it names a missing folder."""
+    base = PeftConfig.from_pretrained(name_or_path).base_model_name_or_path
+    if not base or (looks_like_a_local_path(base) and not os.path.isdir(os.path.expanduser(base))):
+        raise ValueError(
+            f"`{argument}` is {name_or_path!r}, a LoRA adapter whose base model {base!r} (`base_model_name_or_path` "
+            "in its adapter_config.json) is not an existing folder. Put the base model back at that path, or set "
+            "`base_model_name_or_path` in adapter_config.json to its Hub id or current folder."
+        )
+    return base
+
+
+def _load_adapter_base(loader, base: str, name_or_path: str, argument: str, **kwargs):
+    """`loader(base, **kwargs)`, a failure re-raised as the adapter's broken base."""
+    try:
+        return loader(base, **kwargs)
+    except _LOAD_ERRORS as error:
+        raise ValueError(
+            f"`{argument}` is {name_or_path!r}, a LoRA adapter whose base model {base!r} (`base_model_name_or_path` "
+            f"in its adapter_config.json) could not be loaded: {type(error).__name__}: {error} Make the base model "
+            "available (download it, or save it again), or point `base_model_name_or_path` at it."
+        ) from error
+
+
+def load_teacher(name_or_path: str, argument: str = "teacher_model_name_or_path") -> PreTrainedModel:
     """A sequence classifier from a full checkpoint, or from a SEQ_CLS LoRA adapter applied to its base and merged.
 
     For an adapter, the labels come from the adapter folder's `config.json` when present (as `run_glue_teacher.py
-    --use_peft` writes it), else from the base model's config.
+    --use_peft` writes it), else from the base model's config. A checkpoint missing weights (a bare `BertModel`, with
+    no trained classifier, or weights of another architecture) is refused: `from_pretrained` would fill them randomly.
+    `argument` names the teacher in error messages.
     """
     adapter_config_file = find_adapter_config_file(name_or_path)
     if adapter_config_file is None:
-        return AutoModelForSequenceClassification.from_pretrained(name_or_path)
+        model, loading_info = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, output_loading_info=True
+        )
+        check_loaded_weights(model, loading_info, name_or_path, argument, new_head_ok=False)
+        return model
     peft_config = PeftConfig.from_pretrained(name_or_path)
     if peft_config.task_type != TaskType.SEQ_CLS:
         raise ValueError(
-            f"`teacher_model_name_or_path` {name_or_path!r} is a PEFT adapter with task_type "
+            f"`{argument}` {name_or_path!r} is a PEFT adapter with task_type "
             f"{peft_config.task_type!r}, but a teacher needs task_type 'SEQ_CLS' so that its trained classifier is "
             "saved with it. Fine-tune it with `run_glue_teacher.py --use_peft`."
         )
-    base = peft_config.base_model_name_or_path
+    base = _adapter_base(name_or_path, argument)
     adapter_dir = os.path.dirname(adapter_config_file)
     has_labels = os.path.isfile(os.path.join(adapter_dir, "config.json"))
-    config = AutoConfig.from_pretrained(adapter_dir if has_labels else base)
+    config = (
+        AutoConfig.from_pretrained(adapter_dir)
+        if has_labels
+        else _load_adapter_base(AutoConfig.from_pretrained, base, name_or_path, argument)
+    )
     logger.info(f"Teacher {name_or_path!r} is a LoRA adapter on {base!r}: loading the base and merging the adapter")
     # The base checkpoint may have another head (or none); the adapter carries the trained classifier (SEQ_CLS saves
     # it as a module to save), which replaces whatever the base had.
-    model = AutoModelForSequenceClassification.from_pretrained(base, config=config, ignore_mismatched_sizes=True)
+    model, loading_info = _load_adapter_base(
+        AutoModelForSequenceClassification.from_pretrained,
+        base,
+        name_or_path,
+        argument,
+        config=config,
+        ignore_mismatched_sizes=True,
+        output_loading_info=True,
+    )
+    check_loaded_weights(model, loading_info, base, argument, new_head_ok=True)
     return PeftModel.from_pretrained(model, name_or_path).merge_and_unload()
 
 
 def load_teacher_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The teacher's tokenizer: from the given folder or repo, or, for a local adapter folder saved without one, from
-    the adapter's base model."""
-    source = name_or_path
+    the adapter's base model. A folder without tokenizer files is refused (transformers would build an empty
+    tokenizer that reads every word as the unknown token)."""
+    argument = "teacher_model_name_or_path"
     adapter_config_file = find_adapter_config_file(name_or_path)
     if (
         adapter_config_file is not None
         and os.path.isdir(name_or_path)
         and not os.path.isfile(os.path.join(name_or_path, "tokenizer_config.json"))
     ):
-        with open(adapter_config_file, encoding="utf-8") as handle:
-            source = json.load(handle)["base_model_name_or_path"]
-    return AutoTokenizer.from_pretrained(source)
+        base = _adapter_base(name_or_path, argument)
+        tokenizer = _load_adapter_base(AutoTokenizer.from_pretrained, base, name_or_path, argument)
+        check_tokenizer_vocabulary(tokenizer, base, argument)
+        return tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    check_tokenizer_vocabulary(tokenizer, name_or_path, argument)
+    return tokenizer

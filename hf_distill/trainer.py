@@ -111,7 +111,9 @@ class DistillationTrainer(Trainer):
         if teacher_model is None:
             raise ValueError("`teacher_model` is required: pass the fine-tuned teacher model or its path/Hub id.")
         if isinstance(teacher_model, str):
-            teacher_model = guards.load_pretrained(load_teacher, teacher_model, "teacher_model")
+            teacher_model = guards.load_pretrained(
+                lambda path: load_teacher(path, argument="teacher_model"), teacher_model, "teacher_model"
+            )
         # A LoRA teacher only runs inference: merged, it is a plain model without the adapter's extra matmuls.
         teacher_model = merge_peft_model(teacher_model)
         _check_compatible(teacher_model, model)

@@ -6,17 +6,37 @@ vocabularies) and test_scripts.py (task, data_dir, layer ids, label order): each
 
 import json
 import math
+import shutil
 import sys
+from pathlib import Path
 
 import datasets
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_dataset, make_tiny_tokenizer
-from transformers import DataCollatorWithPadding, RobertaConfig, TrainingArguments
+from conftest import (
+    REPO_ROOT,
+    SST2_ROWS,
+    make_tiny_bert,
+    make_tiny_bert_config,
+    make_tiny_dataset,
+    make_tiny_tokenizer,
+)
+from peft import LoraConfig, TaskType, get_peft_model
+from transformers import (
+    BertForMaskedLM,
+    BertModel,
+    DataCollatorWithPadding,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+    TrainingArguments,
+)
 
 from hf_distill import DistillationConfig, DistillationTrainer, cli, get_task
+from hf_distill import augment as augment_cli
 from hf_distill.students import build_bilstm_student
+from hf_distill.students.factory import build_student_from_config
+from hf_distill.students.layer_selection import build_student_from_teacher
 
 sys.path.insert(0, str(REPO_ROOT))
 import run_distill  # noqa: E402
@@ -29,15 +49,38 @@ def distill_argv(tmp_path, teacher_dir, data_dir, *extra):
             "--use_cpu", "true", *extra]
 
 
+def _output_dir(argv):
+    if "--output_dir" in argv:
+        return REPO_ROOT / argv[argv.index("--output_dir") + 1]
+    if argv and argv[0].endswith((".yaml", ".json")) and Path(argv[0]).is_file():
+        values = yaml.safe_load(Path(argv[0]).read_text())
+        if isinstance(values, dict) and "output_dir" in values:
+            return REPO_ROOT / values["output_dir"]
+    return None
+
+
+def _files(folder):
+    return sorted(str(path) for path in folder.rglob("*")) if folder is not None and folder.exists() else []
+
+
 def refused(main, argv, match):
     """`main(argv)` raises a ValueError matching `match` before it writes anything (the effective configuration is
-    written before the teacher is evaluated, the first heavy step)."""
-    output_dir = argv[argv.index("--output_dir") + 1] if "--output_dir" in argv else None
+    written before the teacher is evaluated, the first heavy step; the teacher script writes nothing before it
+    trains). The output folder, from the flags or the config file, is left as it was."""
+    output_dir = _output_dir(argv)
+    before = _files(output_dir)
     with pytest.raises(ValueError, match=match) as raised:
         main(argv)
     if output_dir is not None:
-        assert not (REPO_ROOT / output_dir / "distillation_config.json").exists()
+        assert not (output_dir / "distillation_config.json").exists()
+        assert _files(output_dir) == before
     return str(raised.value)
+
+
+def assert_gives_a_fix(message, *fixes):
+    """The message names a way out: each of `fixes` appears in it."""
+    for fix in fixes:
+        assert fix in message, f"{fix!r} not in: {message}"
 
 
 def save_teacher(path, **config_kwargs):
@@ -255,3 +298,301 @@ def test_a_bilstm_student_is_refused_by_pkd(tmp_path):
 def test_a_one_layer_student_is_refused_by_pkd(tmp_path):
     with pytest.raises(ValueError, match=r"the student runs 1 layer, so the patient term would silently vanish"):
         make_trainer(tmp_path, make_tiny_bert(num_hidden_layers=1), method="pkd")
+
+
+# -- malformed model folders: teacher, teacher script, students, masked LM ------------------------------------------
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def drop_config(path):
+    (path / "config.json").unlink()
+
+
+def drop_tokenizer(path):
+    for name in TOKENIZER_FILES:
+        (path / name).unlink(missing_ok=True)
+
+
+def drop_tokenizer_vocabulary(path):
+    """A half-copied tokenizer: tokenizer_config.json without the vocabulary it describes."""
+    for name in ("tokenizer.json", "vocab.txt"):
+        (path / name).unlink(missing_ok=True)
+
+
+def drop_weights(path):
+    (path / "model.safetensors").unlink()
+
+
+def garbage_weights(path):
+    (path / "model.safetensors").write_bytes(b"not a safetensors file " * 64)
+
+
+def unknown_model_type(path):
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": "frobnicator"}))
+
+
+def other_architecture_weights(path):
+    """RoBERTa weights under a BERT config.json: no tensor name matches."""
+    layers = json.loads((path / "config.json").read_text())["num_hidden_layers"]
+    RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=70, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=66)).save_pretrained(path / "roberta")
+    shutil.move(path / "roberta" / "model.safetensors", path / "model.safetensors")
+    shutil.rmtree(path / "roberta")
+
+
+def other_width_weights(path):
+    make_tiny_bert(hidden_size=48).save_pretrained(path / "wide")
+    shutil.move(path / "wide" / "model.safetensors", path / "model.safetensors")
+    shutil.rmtree(path / "wide")
+
+
+LOAD_FIX = "save or download it again"
+TOKENIZER_FIX = ").save_pretrained(folder)`"
+WEIGHTS_FIX = "save the checkpoint again with `save_pretrained`"
+NO_TOKENIZER = r"whose tokenizer has no vocabulary \(only the special tokens .*\[UNK\].*\)"
+OTHER_WEIGHTS = r"but its weights do not fit its config.json \(BertForSequenceClassification\): \d+ of \d+ tensors"
+FOLDER_PROBLEMS = {
+    "no-config": (drop_config, r"which could not be loaded: the folder holds no config.json \(its files: mod",
+                  LOAD_FIX),
+    "no-tokenizer": (drop_tokenizer, NO_TOKENIZER, TOKENIZER_FIX),
+    "tokenizer-config-only": (drop_tokenizer_vocabulary, NO_TOKENIZER, TOKENIZER_FIX),
+    "no-weights": (drop_weights, r"which could not be loaded: OSError: .*no file named model.safetensors", LOAD_FIX),
+    "garbage-safetensors": (garbage_weights, r"which could not be loaded: SafetensorError", LOAD_FIX),
+    "truncated-safetensors": (corrupt_weights, r"which could not be loaded: SafetensorError", LOAD_FIX),
+    "invalid-json-config": (corrupt_config, r"which could not be loaded: OSError: .*not a valid JSON file", LOAD_FIX),
+    "unknown-model-type": (unknown_model_type, r"which could not be loaded: ValueError: .*`frobnicator`", LOAD_FIX),
+    "other-architecture-weights": (other_architecture_weights, OTHER_WEIGHTS, WEIGHTS_FIX),
+    "other-width-weights": (other_width_weights, r"which could not be loaded: RuntimeError: .*mismatched", LOAD_FIX),
+}
+
+
+# truncated-safetensors and invalid-json-config: test_corrupted_teacher_checkpoint above.
+@pytest.mark.parametrize("problem", [name for name in FOLDER_PROBLEMS if name not in (
+    "truncated-safetensors", "invalid-json-config")])
+def test_malformed_teacher_folder(tmp_path, tiny_teacher_dir, tiny_sst2_dir, problem):
+    corrupt, match, fix = FOLDER_PROBLEMS[problem]
+    corrupt(tiny_teacher_dir)
+    message = refused(run_distill.main, distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir),
+                      rf"`teacher_model_name_or_path` is .*tiny_teacher', {match}")
+    assert_gives_a_fix(message, fix)
+
+
+@pytest.mark.parametrize("problem", ["no-config", "no-tokenizer", "truncated-safetensors", "invalid-json-config",
+                                     "other-architecture-weights"])
+def test_malformed_model_folder_for_the_teacher_script(tmp_path, tiny_teacher_dir, tiny_sst2_dir, problem):
+    corrupt, match, fix = FOLDER_PROBLEMS[problem]
+    corrupt(tiny_teacher_dir)
+    message = refused(run_glue_teacher.main, teacher_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir),
+                      rf"`model_name_or_path` is .*tiny_teacher', {match}")
+    assert_gives_a_fix(message, fix)
+    if problem == "no-tokenizer":
+        assert_gives_a_fix(message, "or pass `--tokenizer_name`")
+
+
+def teacher_argv(tmp_path, model_dir, data_dir, *extra):
+    return ["--model_name_or_path", str(model_dir), "--task_name", "sst2", "--data_dir", str(data_dir),
+            "--max_steps", "1", "--max_seq_length", "32", "--output_dir", str(tmp_path / "out"), "--report_to", "none",
+            "--use_cpu", "true", *extra]
+
+
+def test_missing_tokenizer_folder_for_the_teacher_script(tmp_path, tiny_teacher_dir, tiny_sst2_dir):
+    argv = teacher_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--tokenizer_name", str(tmp_path / "no-tokenizer"))
+    message = refused(run_glue_teacher.main, argv,
+                      r"`tokenizer_name` is .*no-tokenizer', which could not be loaded: there is no such folder")
+    assert_gives_a_fix(message, "Pass a Hub model id or a folder written by `save_pretrained`")
+
+
+def save_encoder(path, model_class):
+    model_class(make_tiny_bert_config()).save_pretrained(path)
+    make_tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("model_class", [BertModel, BertForMaskedLM], ids=["bare-encoder", "masked-lm"])
+def test_teacher_that_is_not_a_fine_tuned_classifier(tmp_path, tiny_sst2_dir, model_class):
+    """`from_pretrained` would give it a random classifier with only a log line: the teacher would teach noise."""
+    teacher_dir = save_encoder(tmp_path / "encoder", model_class)
+    message = refused(run_distill.main, distill_argv(tmp_path, teacher_dir, tiny_sst2_dir),
+                      rf"`teacher_model_name_or_path` is .*encoder', but the checkpoint has no trained task head "
+                      rf"\(.*classifier.weight missing; its config's architectures: \['{model_class.__name__}'\]\)")
+    assert_gives_a_fix(message, "Fine-tune it on the task first", "run_glue_teacher.py --model_name_or_path")
+
+
+def test_teacher_path_without_a_classifier_given_to_the_trainer(tmp_path):
+    teacher_dir = save_encoder(tmp_path / "encoder", BertModel)
+    with pytest.raises(ValueError, match=r"`teacher_model` is .*encoder', but the checkpoint has no trained task"):
+        DistillationTrainer(model=make_tiny_bert(num_hidden_layers=2), teacher_model=str(teacher_dir),
+                            args=DistillationConfig(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True))
+
+
+def save_lora_teacher(path, base):
+    """A SEQ_CLS LoRA adapter folder (adapter, labels in config.json) whose adapter_config.json names `base`."""
+    model = make_tiny_bert()
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=2, target_modules=["query", "value"])
+    get_peft_model(model, config).save_pretrained(path)
+    model.config.save_pretrained(path)
+    adapter_config = json.loads((path / "adapter_config.json").read_text())
+    (path / "adapter_config.json").write_text(json.dumps({**adapter_config, "base_model_name_or_path": str(base)}))
+    return path
+
+
+@pytest.mark.parametrize("with_tokenizer", [True, False], ids=["tokenizer-in-adapter", "tokenizer-from-base"])
+def test_lora_teacher_whose_base_folder_is_gone(tmp_path, tiny_sst2_dir, with_tokenizer):
+    adapter = save_lora_teacher(tmp_path / "adapter", base=tmp_path / "moved-base")
+    if with_tokenizer:
+        make_tiny_tokenizer().save_pretrained(adapter)
+    message = refused(run_distill.main, distill_argv(tmp_path, adapter, tiny_sst2_dir),
+                      r"`teacher_model_name_or_path` is .*adapter', a LoRA adapter whose base model .*moved-base' "
+                      r"\(`base_model_name_or_path` in its adapter_config.json\) is not an existing folder")
+    assert_gives_a_fix(message, "set `base_model_name_or_path` in adapter_config.json to its Hub id or current folder")
+
+
+def test_lora_teacher_whose_base_is_corrupted(tmp_path, tiny_teacher_dir, tiny_sst2_dir):
+    corrupt_weights(tiny_teacher_dir)
+    adapter = save_lora_teacher(tmp_path / "adapter", base=tiny_teacher_dir)
+    make_tiny_tokenizer().save_pretrained(adapter)
+    message = refused(run_distill.main, distill_argv(tmp_path, adapter, tiny_sst2_dir),
+                      r"`teacher_model_name_or_path` is .*adapter', a LoRA adapter whose base model .*tiny_teacher' "
+                      r"\(`base_model_name_or_path` in its adapter_config.json\) could not be loaded: SafetensorError")
+    assert_gives_a_fix(message, "Make the base model available")
+
+
+def test_lora_teacher_whose_adapter_config_is_not_json(tmp_path, tiny_teacher_dir, tiny_sst2_dir):
+    adapter = save_lora_teacher(tmp_path / "adapter", base=tiny_teacher_dir)
+    (adapter / "adapter_config.json").write_text('{"task_type": "SEQ_CLS", ')
+    message = refused(run_distill.main, distill_argv(tmp_path, adapter, tiny_sst2_dir),
+                      r"`teacher_model_name_or_path` is .*adapter', which could not be loaded: JSONDecodeError")
+    assert_gives_a_fix(message, LOAD_FIX)
+
+
+def student_folder(tmp_path, problem):
+    path = tmp_path / "student"
+    if problem != "missing":
+        save_teacher(path, num_hidden_layers=2)
+        FOLDER_PROBLEMS[problem][0](path)
+    return path
+
+
+@pytest.mark.parametrize("problem", ["missing", "no-tokenizer", "invalid-json-config", "truncated-safetensors",
+                                     "other-architecture-weights"])
+def test_malformed_ready_made_student_folder(tmp_path, tiny_teacher_dir, tiny_sst2_dir, problem):
+    student_dir = student_folder(tmp_path, problem)
+    match, fix = FOLDER_PROBLEMS[problem][1:] if problem != "missing" else (
+        r"which could not be loaded: there is no such folder", LOAD_FIX)
+    message = refused(run_distill.main, distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir,
+                                                     "--student_model_name_or_path", str(student_dir)),
+                      rf"`student_model_name_or_path` is .*student', {match}")
+    assert_gives_a_fix(message, fix)
+
+
+@pytest.mark.parametrize("problem", ["missing", "no-config", "truncated-safetensors"])
+def test_malformed_student_init_from_folder(tmp_path, tiny_teacher_dir, tiny_sst2_dir, problem):
+    init_dir = student_folder(tmp_path, problem)
+    match, fix = FOLDER_PROBLEMS[problem][1:] if problem != "missing" else (
+        r"which could not be loaded: there is no such folder", LOAD_FIX)
+    argv = distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--student_layers", "2",
+                        "--student_init_from", str(init_dir))
+    message = refused(run_distill.main, argv, rf"`student_init_from` is .*student', {match}")
+    assert_gives_a_fix(message, fix)
+
+
+def test_student_init_from_weights_of_another_architecture(tmp_path, tiny_teacher, tiny_teacher_dir):
+    """Python API: every layer would silently keep its random initialisation."""
+    other_architecture_weights(tiny_teacher_dir)
+    with pytest.raises(ValueError, match=r"`student_init_from` is .*tiny_teacher', but its weights do not fit its "
+                                         r"config.json \(BertModel\)") as raised:
+        build_student_from_teacher(tiny_teacher, num_layers=2, init_from=str(tiny_teacher_dir))
+    assert_gives_a_fix(str(raised.value), WEIGHTS_FIX)
+
+
+def test_student_config_with_a_size_of_zero(tmp_path, tiny_teacher_dir, tiny_sst2_dir):
+    argv = distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--student_config", '{"num_hidden_layers": 0}')
+    message = refused(run_distill.main, argv,
+                      r"`student_config` sets \{'num_hidden_layers': 0\}, but sizes must be whole numbers ≥ 1")
+    assert_gives_a_fix(message, 'Example: \'{"num_hidden_layers": 4')
+
+
+def test_student_config_with_heads_that_do_not_divide_the_width(tiny_teacher):
+    with pytest.raises(ValueError, match=r"`student_config` \{'hidden_size': 30\} does not give a valid BertConfig: "
+                                         r"ValueError: The hidden size \(30\) is not a multiple") as raised:
+        build_student_from_config('{"hidden_size": 30}', tiny_teacher)
+    assert_gives_a_fix(str(raised.value), "a hidden_size that num_attention_heads divides")
+
+
+@pytest.mark.parametrize("problem", ["missing", "truncated-safetensors", "no-tokenizer"])
+def test_malformed_masked_lm_for_augmentation(tmp_path, tiny_sst2_dir, problem):
+    mlm = tmp_path / "mlm"
+    if problem != "missing":
+        save_encoder(mlm, BertForMaskedLM)
+        FOLDER_PROBLEMS[problem][0](mlm)
+    output = tmp_path / "aug.jsonl"
+    argv = ["--task_name", "sst2", "--data_dir", str(tiny_sst2_dir), "--mlm_model_name_or_path", str(mlm),
+            "--output_file", str(output), "--n_aug", "1", "--device", "cpu"]
+    match = FOLDER_PROBLEMS[problem][1] if problem != "missing" else "which could not be loaded: there is no such"
+    with pytest.raises(ValueError, match=rf"`mlm_model_name_or_path` is .*mlm', {match}"):
+        augment_cli.main(argv)
+    assert not output.exists()
+
+
+# -- training settings that would fail only once training starts ---------------------------------------------------
+@pytest.mark.parametrize(
+    "flag, value, match",
+    [
+        ("per_device_train_batch_size", "0", r"`per_device_train_batch_size` is 0; expected a positive whole number. "
+                                             r"Pass e.g. `--per_device_train_batch_size 32`"),
+        ("per_device_eval_batch_size", "-1", r"`per_device_eval_batch_size` is -1; expected a positive whole number"),
+        ("gradient_accumulation_steps", "0", r"`gradient_accumulation_steps` is 0; expected a positive whole number"),
+        ("learning_rate", "nan", r"`learning_rate` is nan; expected a finite number ≥ 0. Pass e.g. `--learning_rate"),
+    ],
+    ids=["train-batch-0", "eval-batch-negative", "accumulation-0", "learning-rate-nan"],
+)
+def test_training_settings_checked_before_the_teacher_is_evaluated(tmp_path, tiny_teacher_dir, tiny_sst2_dir, flag,
+                                                                   value, match):
+    refused(run_distill.main, distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, f"--{flag}", value), match)
+
+
+@pytest.mark.parametrize("script", ["run_distill", "run_glue_teacher"])
+def test_a_run_of_zero_training_steps(tmp_path, tiny_teacher_dir, tiny_sst2_dir, script):
+    """It would save the untrained model and all_results.json as if it had been trained."""
+    make_argv, main = {"run_distill": (distill_argv, run_distill.main),
+                       "run_glue_teacher": (teacher_argv, run_glue_teacher.main)}[script]
+    argv = make_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--max_steps", "-1", "--num_train_epochs", "0")
+    message = refused(main, argv, r"`num_train_epochs` is 0.0 and `max_steps` is -1, so the run would take 0 training")
+    assert_gives_a_fix(message, "Pass `--num_train_epochs 3`")
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [("per_device_train_batch_size", 8.5, "a whole number"), ("max_steps", [1, 2], "a whole number"),
+     ("temperature", {"value": 2}, "a number")],
+    ids=["float-for-int", "list-for-int", "mapping-for-float"],
+)
+def test_config_file_value_of_the_wrong_type(tmp_path, tiny_teacher_dir, tiny_sst2_dir, key, value, expected):
+    path = write_yaml(tmp_path, teacher_model_name_or_path=str(tiny_teacher_dir), task_name="sst2",
+                      data_dir=str(tiny_sst2_dir), max_seq_length=32, use_cpu=True, **{key: value})
+    message = refused(run_distill.main, [path], rf"Config file .*run.yaml' sets `{key}` to .*, but `{key}` takes "
+                                                rf"{expected}")
+    assert_gives_a_fix(message, f"Write e.g. `{key}: ")
+
+
+# -- data files ------------------------------------------------------------------------------------------------------
+def test_validation_file_without_the_label_column(tmp_path, tiny_teacher_dir):
+    (tmp_path / "train.csv").write_text("sentence,label\nthe movie was great,1\na dull film,0\n")
+    (tmp_path / "dev.csv").write_text("sentence\nthe movie was great\n")
+    argv = teacher_argv(tmp_path, tiny_teacher_dir, tmp_path, "--train_file", str(tmp_path / "train.csv"),
+                        "--validation_file", str(tmp_path / "dev.csv"), "--text_columns", "sentence")
+    argv = [item for item in argv if item not in ("--task_name", "sst2", "--data_dir", str(tmp_path))]
+    message = refused(run_glue_teacher.main, argv, r"`label_column` is 'label', but `validation_file` has no such "
+                                                   r"column; its columns are \['sentence'\]")
+    assert_gives_a_fix(message, "Pass `label_column` naming the label column, or add it to that file")
+
+
+def test_text_columns_naming_the_label_column(tmp_path, tiny_teacher_dir):
+    (tmp_path / "train.csv").write_text("sentence,label\nthe movie was great,1\na dull film,0\n")
+    argv = distill_argv(tmp_path, tiny_teacher_dir, tmp_path, "--train_file", str(tmp_path / "train.csv"),
+                        "--validation_file", str(tmp_path / "train.csv"), "--text_columns", "sentence,label")
+    argv = [item for item in argv if item not in ("--task_name", "sst2", "--data_dir", str(tmp_path))]
+    message = refused(run_distill.main, argv, r"`text_columns` is \['sentence', 'label'\] with `label_column` 'label'")
+    assert_gives_a_fix(message, "Name distinct text columns, other than the label's")

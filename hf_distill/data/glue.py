@@ -331,16 +331,18 @@ def _pick_columns(dataset: DatasetDict, text_columns: tuple[str, ...], label_col
     picked = {}
     for split, data in dataset.items():
         where = "`train_file`" if split == "train" else "`validation_file`"
-        missing_text = [c for c in text_columns if c not in data.column_names]
+        # Files of one split are loaded with the other's columns: a column the file lacks reads as all-null.
+        present = [c for c in data.column_names if len(data) == 0 or data.data.column(c).null_count < len(data)]
+        missing_text = [c for c in text_columns if c not in present]
         if missing_text:
             raise ValueError(
                 f"`text_columns` is {list(text_columns)}, but {where} has no column {missing_text}; "
-                f"its columns are {data.column_names}. Pass `text_columns` naming 1 or 2 of those."
+                f"its columns are {present}. Pass `text_columns` naming 1 or 2 of those."
             )
-        if label_column not in data.column_names:
+        if label_column not in present:
             raise ValueError(
                 f"`label_column` is {label_column!r}, but {where} has no such column; its columns "
-                f"are {data.column_names}. Pass `label_column` naming the label column."
+                f"are {present}. Pass `label_column` naming the label column, or add it to that file."
             )
         keep = [*text_columns, label_column, *(c for c in ("idx", AUGMENTED_COLUMN) if c in data.column_names)]
         data = data.select_columns(keep)
@@ -452,6 +454,12 @@ def load_task_dataset(
                 "Pass the 1 or 2 columns holding the texts, e.g. text_columns=['sentence']."
             )
         source_columns = tuple(text_columns) if text_columns is not None else task.text_columns
+        if len(set(source_columns)) < len(source_columns) or (label_column or "label") in source_columns:
+            raise ValueError(
+                f"`text_columns` is {list(source_columns)} with `label_column` {label_column or 'label'!r}: a column "
+                "can be read once, either as a text or as the label. Name distinct text columns, other than the "
+                "label's."
+            )
         expected = (1, 2) if task is None else (len(task.text_columns),)
         if len(source_columns) not in expected:
             raise ValueError(

@@ -7,7 +7,7 @@ from pathlib import Path
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
 
-from ..guards import check_fields_apply, load_pretrained
+from ..guards import check_fields_apply, check_loaded_weights, check_tokenizer_vocabulary, load_pretrained
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
 from .sps import build_sps_student
@@ -93,7 +93,9 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
             "`student_model_name_or_path` gives a ready-made student; drop `student_layers`, `student_layer_ids` and "
             "`student_init_from`, which build one from the teacher."
         )
-    student_tokenizer = AutoTokenizer.from_pretrained(args.student_model_name_or_path)
+    path, argument = args.student_model_name_or_path, "student_model_name_or_path"
+    student_tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, argument)
+    check_tokenizer_vocabulary(student_tokenizer, path, argument, source="the teacher")
     if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
         raise ValueError(
             f"`student_model_name_or_path` {args.student_model_name_or_path!r} uses a tokenizer whose vocabulary "
@@ -101,12 +103,15 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
             "teacher's tokenizer (e.g. `--student_layers k`)."
         )
     # A general-distillation checkpoint has no task head: give it the task's labels (a mismatching head is an error).
-    return load_pretrained(
+    student, loading_info = load_pretrained(
         AutoModelForSequenceClassification.from_pretrained,
-        args.student_model_name_or_path,
-        "student_model_name_or_path",
+        path,
+        argument,
+        output_loading_info=True,
         **task.label_config(),
     )
+    check_loaded_weights(student, loading_info, path, argument, new_head_ok=True)
+    return student
 
 
 def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
@@ -189,6 +194,25 @@ def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrained
             f"`student_config` sets {sorted(fixed)}, but the student must read the teacher's token ids and predict "
             "its labels. Drop these keys: they are copied from the teacher."
         )
-    config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+    sizes = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+    not_positive = {key: overrides[key] for key in sizes if key in overrides and not _is_positive_int(overrides[key])}
+    if not_positive:
+        raise ValueError(
+            f"`student_config` sets {not_positive}, but sizes must be whole numbers ≥ 1. Example: "
+            '\'{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}\'.'
+        )
+    try:
+        config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+        student = AutoModelForSequenceClassification.from_config(config)
+    except (ValueError, TypeError) as error:  # e.g. a hidden_size that num_attention_heads does not divide
+        raise ValueError(
+            f"`student_config` {overrides} does not give a valid {type(teacher.config).__name__}: "
+            f"{type(error).__name__}: {error} Change those values (e.g. a hidden_size that num_attention_heads "
+            "divides)."
+        ) from error
     logger.info("Student built from `student_config` with random weights: %s", overrides)
-    return AutoModelForSequenceClassification.from_config(config)
+    return student
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging
 
 from ..distributed import gathered_parameters
+from ..guards import check_loaded_weights, load_pretrained
 
 logger = logging.get_logger(__name__)
 
@@ -178,7 +179,7 @@ def _load_init_source(init_from: str | os.PathLike | PreTrainedModel, teacher: P
     if isinstance(init_from, PreTrainedModel):
         config = init_from.config
     elif isinstance(init_from, (str, os.PathLike)):
-        config = AutoConfig.from_pretrained(init_from)
+        config = load_pretrained(AutoConfig.from_pretrained, init_from, "student_init_from")
     else:
         raise ValueError(
             f"`student_init_from` must be a local path, a Hub id or a PreTrainedModel, got {type(init_from).__name__}."
@@ -193,7 +194,13 @@ def _load_init_source(init_from: str | os.PathLike | PreTrainedModel, teacher: P
                 f"Use a checkpoint of the teacher's architecture and size, e.g. the pre-trained model the teacher "
                 f"was fine-tuned from."
             )
-    return init_from if isinstance(init_from, PreTrainedModel) else AutoModel.from_pretrained(init_from)
+    if isinstance(init_from, PreTrainedModel):
+        return init_from
+    model, loading_info = load_pretrained(
+        AutoModel.from_pretrained, init_from, "student_init_from", output_loading_info=True
+    )
+    check_loaded_weights(model, loading_info, str(init_from), "student_init_from", new_head_ok=True)
+    return model
 
 
 def _source_key_map(student: PreTrainedModel, source: PreTrainedModel, layer_ids: list[int]) -> dict[str, str | None]:
