@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from transformers import set_seed
 from transformers.utils import logging
 
-from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill import DistillationConfig
 from hf_distill.cli import (
     DataArguments,
     check_labels_match_task,
@@ -45,15 +45,14 @@ from hf_distill.cli import (
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import (
     COMPLETION_MARKER,
-    check_fields_apply,
     check_max_seq_length,
     check_resume_checkpoint,
     check_training_arguments,
     load_pretrained,
     save_final_model,
 )
+from hf_distill.methods import get_method, load_method_plugins
 from hf_distill.model_card import render_model_card
-from hf_distill.peakd import PTP_FIELDS, PTPArguments, run_ptp_stage
 from hf_distill.peft_utils import (
     StudentPeftArguments,
     add_student_lora,
@@ -62,8 +61,8 @@ from hf_distill.peft_utils import (
     load_teacher_tokenizer,
     merge_peft_model,
 )
+from hf_distill.pipeline import check_method_arguments, method_argument_classes, prepare_student, train_student
 from hf_distill.students.factory import StudentArguments, build_student
-from hf_distill.tinybert import stage_settings, train_tinybert
 
 logger = logging.get_logger("run_distill")
 
@@ -87,22 +86,28 @@ class TeacherArguments:
     )
 
 
-# What the command line or a config file fills, in this order (tests parse examples/*.yaml with these).
-ARGUMENT_CLASSES = (
-    TeacherArguments,
-    StudentArguments,
-    PTPArguments,
-    StudentPeftArguments,
-    DataArguments,
-    DistillationConfig,
-)
+def argument_classes() -> tuple[type, ...]:
+    """What the command line or a config file fills: the registered methods' own argument groups (PeaKD's PTP, and
+    those of plug-ins once loaded) sit after the student's."""
+    return (TeacherArguments, StudentArguments, *method_argument_classes(), StudentPeftArguments, DataArguments,
+            DistillationConfig)
+
+
+# The built-in methods' arguments (tests parse examples/*.yaml with these).
+ARGUMENT_CLASSES = argument_classes()
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    teacher_args, student_args, ptp_args, peft_args, data_args, config = parse_arguments(
-        ARGUMENT_CLASSES, argv
+    load_method_plugins()  # methods registered outside the package accept `--method <name>` and their arguments
+    classes = argument_classes()
+    parsed = dict(zip(classes, parse_arguments(classes, argv), strict=True))
+    teacher_args, student_args, peft_args, data_args, config = (
+        parsed[cls] for cls in (TeacherArguments, StudentArguments, StudentPeftArguments, DataArguments,
+                                DistillationConfig)
     )
-    check_fields_apply(ptp_args, PTP_FIELDS, config.method, "method")
+    method = get_method(config.method)
+    method_args = parsed.get(method.arguments)
+    check_method_arguments(config.method, list(parsed.values()))
     setup_logging(config)
     check_output_dir(config.output_dir, data_args.overwrite_output_dir)
     check_resume_checkpoint(config.resume_from_checkpoint)
@@ -121,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         **config.effective_distillation_config(),
         **vars(teacher_args),
         **vars(student_args),
-        **({"tinybert_stages": stage_settings(config)} if config.method == "tinybert" else {}),
-        **(vars(ptp_args) if config.method == "peakd" else {}),
+        **method.effective_settings(config),
+        **(vars(method_args) if method_args is not None else {}),
         **(vars(peft_args) if peft_args.student_peft else {}),
         "student_arch": student_args.resolved_arch(config.method),
         **vars(data_args),
@@ -135,8 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
 
-    if config.method == "peakd" and ptp_args.ptp:
-        run_ptp_stage(student, teacher, tokenized["train"], tokenized["validation"], task, config, ptp_args, collator)
+    student = prepare_student(student, teacher, config, method_args, task, tokenized["train"], tokenized["validation"],
+                              collator)
     student = add_student_lora(student, peft_args)
     trainer_kwargs = dict(
         train_dataset=tokenized["train"],
@@ -145,11 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=collator,
         compute_metrics=build_compute_metrics(task),
     )
-    if config.method == "tinybert":
-        trainer, train_result = train_tinybert(student, teacher, config, **trainer_kwargs)
-    else:
-        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, **trainer_kwargs)
-        train_result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer, train_result = train_student(student, teacher, config, **trainer_kwargs)
     if peft_args.student_peft and peft_args.merge_student_peft:
         trainer.model = trainer.model_wrapped = merge_peft_model(trainer.model)
     save_final_model(trainer)

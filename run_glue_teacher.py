@@ -48,7 +48,7 @@ from hf_distill.guards import (
     save_final_model,
 )
 from hf_distill.peft_utils import TeacherPeftArguments, add_lora
-from hf_distill.trainer import ClassifierTrainer
+from hf_distill.classifier_trainer import ClassifierTrainer
 
 logger = logging.get_logger("run_glue_teacher")
 

@@ -3,6 +3,7 @@
 from . import losses
 from .config import METHOD_PRESETS, DistillationConfig
 from .data import GLUE_TASKS, TaskSpec, build_compute_metrics, get_task, load_task_dataset, tokenize_dataset
+from .methods import DistillationMethod, LossInputs, get_method, register_method
 from .students import (
     BiLSTMConfig,
     BiLSTMForSequenceClassification,
@@ -22,7 +23,9 @@ __all__ = [
     "BiLSTMConfig",
     "BiLSTMForSequenceClassification",
     "DistillationConfig",
+    "DistillationMethod",
     "DistillationTrainer",
+    "LossInputs",
     "SPSBertConfig",
     "SPSBertForSequenceClassification",
     "TaskSpec",
@@ -30,9 +33,11 @@ __all__ = [
     "build_compute_metrics",
     "build_sps_student",
     "build_student_from_teacher",
+    "get_method",
     "get_task",
     "load_task_dataset",
     "losses",
+    "register_method",
     "tokenize_dataset",
     "__version__",
 ]

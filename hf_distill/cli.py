@@ -21,10 +21,11 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from .classifier_trainer import ClassifierTrainer
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
 from .guards import COMPLETION_MARKER, check_config_file_keys, check_config_file_types, check_label_values
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
-from .trainer import ClassifierTrainer, has_default_label_names
+from .trainer import has_default_label_names
 
 logger = logging.get_logger(__name__)
 

@@ -4,6 +4,7 @@ Loss settings left unset take the method's preset (`METHOD_PRESETS`, from the pa
 `shared/docs/methods.md`); `effective_distillation_config()` reports what a run really uses.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -12,36 +13,32 @@ from transformers.utils import logging
 
 from .guards import check_fields_apply, check_finite_settings
 from .layer_mapping import parse_layer_list
+from .methods import DEFAULT_METHOD, METHOD_NAMES, field_readers, get_method
 from .teacher_cache import check_teacher_cache_settings
-from .tinybert import apply_stage_schedule
 
 logger = logging.get_logger(__name__)
 
-# Presets per method: the reference settings quoted in methods.md. KD uses PKD's shipped run so that the two are
-# compared at the same α and T, as in the PKD paper. A preset holds only the settings its method reads.
-METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    "kd": {"alpha": 0.7, "temperature": 10.0},
-    "pkd": {"alpha": 0.7, "temperature": 10.0, "beta": 500.0},
-    # Tang et al.: pure logit MSE on the (augmented, teacher-labelled) transfer set; no temperature.
-    "bilstm": {"alpha": 1.0},
-    # PeaKD's KD/PKD stage after PTP.
-    "peakd": {"alpha": 0.7, "temperature": 10.0, "beta": 100.0},
-    # TinyBERT's stage 2: soft cross-entropy at t = 1 and no hard-label term; stage 1 uses none of these.
-    "tinybert": {"alpha": 1.0, "temperature": 1.0},
-}
-# Methods whose loss adds PKD's patient term over mapped intermediate [CLS] states.
-PATIENT_METHODS = ("pkd", "peakd")
-# Settings only some methods read, and which: another method refuses them (`guards.check_fields_apply`).
-METHOD_FIELDS: dict[str, tuple[str, ...]] = {
-    "temperature": ("kd", "pkd", "peakd", "tinybert"),
-    "beta": PATIENT_METHODS,
-    "pkd_strategy": PATIENT_METHODS,
-    "pkd_layer_map": PATIENT_METHODS,
-    "normalize_patience": PATIENT_METHODS,
-}
-
 # Settings of how the teacher runs (cached, its precision), not of what the method computes.
 TEACHER_RUNTIME_FIELDS = ("teacher_cache", "overwrite_teacher_cache", "teacher_autocast_dtype")
+
+
+class _RegisteredPresets(Mapping):
+    """`{method: its presets}` over the registered methods (plug-ins included), read-only."""
+
+    def __getitem__(self, name: str) -> dict[str, float]:
+        if name not in METHOD_NAMES:
+            raise KeyError(name)
+        return dict(get_method(name).presets)
+
+    def __iter__(self):
+        return iter(list(METHOD_NAMES))
+
+    def __len__(self) -> int:
+        return len(METHOD_NAMES)
+
+
+# Presets per method (each method's `presets`: the reference settings quoted in methods.md).
+METHOD_PRESETS: Mapping[str, dict[str, float]] = _RegisteredPresets()
 
 
 def _preset_help(name: str) -> str:
@@ -64,8 +61,9 @@ class DistillationConfig(TrainingArguments):
 
     # -- method ---------------------------------------------------------------------------------------------------
     method: str = field(
-        default="kd",
-        metadata={"help": "Distillation method.", "choices": list(METHOD_PRESETS)},
+        default=DEFAULT_METHOD,
+        # The registry's own list: methods registered later (plug-ins) are valid choices too.
+        metadata={"help": "Distillation method: a registered name (`hf_distill.methods`).", "choices": METHOD_NAMES},
     )
     # -- loss weights -------------------------------------------------------------------------------------------
     alpha: float | None = field(
@@ -213,23 +211,16 @@ class DistillationConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.method not in METHOD_PRESETS:
-            raise ValueError(
-                f"`method`={self.method!r} is not a known distillation method. Choose one of "
-                f"{sorted(METHOD_PRESETS)}."
-            )
+        method = get_method(self.method)
         check_finite_settings(self.effective_distillation_config())
         self._validate_loss_settings()
-        check_fields_apply(self, self.method_fields(), self.method, "method")
-        for name, value in METHOD_PRESETS[self.method].items():
+        check_fields_apply(self, field_readers(), self.method, "method")
+        for name, value in method.presets.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if self.method == "tinybert":
-            apply_stage_schedule(self)  # before TrainingArguments reads the schedule
+        method.check_config(self)  # before TrainingArguments reads the schedule it may set
         super().__post_init__()
-        check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)
-        if self.deepspeed:
-            self._validate_deepspeed_settings()
+        self._validate_teacher_settings()
 
     def _validate_loss_settings(self) -> None:
         """Ranges of the settings given; unset ones (None) take a preset that is in range."""
@@ -258,31 +249,20 @@ class DistillationConfig(TrainingArguments):
                 f"`tinybert_stage2_warmup` must be ≥ 0 (a ratio or steps), got {self.tinybert_stage2_warmup}."
             )
 
-    def _validate_deepspeed_settings(self) -> None:
-        """What DeepSpeed cannot run: see `hf_distill.distributed` for where the teacher lives under each stage."""
-        if self.teacher_cache and self.hf_deepspeed_config.is_zero3():
+    def _validate_teacher_settings(self) -> None:
+        check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)
+        # What DeepSpeed cannot run: see `hf_distill.distributed` for where the teacher lives under each stage.
+        if self.teacher_cache and self.deepspeed and self.hf_deepspeed_config.is_zero3():
             raise ValueError(
                 f"`teacher_cache` is set ({self.teacher_cache!r}), but under ZeRO-3 the teacher is partitioned across "
                 "ranks, while a cache is built by one process from its full weights. Drop `teacher_cache` (the "
                 "teacher then runs online), or use ZeRO stage 1 or 2, which keep a full teacher on every rank."
             )
-        if self.method == "tinybert" and self.tinybert_stage != 2 and self.tinybert_use_projection != "false":
-            raise ValueError(
-                "`method`='tinybert' stage 1 trains W_h projections that live beside the student, and a DeepSpeed "
-                "engine only updates the model it wraps. Run stage 1 (`--tinybert_stage 1`) without `deepspeed` "
-                "(torchrun/accelerate with DDP or FSDP), then stage 2 (`--tinybert_stage 2`) with it."
-            )
-
-    @classmethod
-    def method_fields(cls) -> dict[str, tuple[str, ...]]:
-        """`METHOD_FIELDS` plus every `tinybert_*` field, which only `tinybert` reads."""
-        tinybert = {f.name: ("tinybert",) for f in fields(cls) if f.name.startswith("tinybert_")}
-        return {**METHOD_FIELDS, **tinybert}
 
     def method_settings(self) -> dict[str, Any]:
         """The settings that configure this run's method: set (not None), read by this method, and not about how the
         teacher runs (`TEACHER_RUNTIME_FIELDS`). The model card lists these."""
-        readers = self.method_fields()
+        readers = field_readers()
         return {
             name: value
             for name, value in self.effective_distillation_config().items()

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 from safetensors import SafetensorError
-from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, Trainer
 
 from .data import TaskSpec
@@ -285,29 +284,6 @@ def check_loaded_weights(
             f"missing; its config's architectures: {getattr(model.config, 'architectures', None)}): it is not a "
             "fine-tuned sequence classifier, and its classifier would be random. Fine-tune it on the task first "
             f"(`python run_glue_teacher.py --model_name_or_path {name_or_path} ...`) and pass the result."
-        )
-
-
-def check_patient_student(teacher: PreTrainedModel, student: nn.Module, method: str) -> None:
-    """The patient loss compares teacher and student [CLS] vectors layer by layer, without a projection: the
-    student must be a transformer of the teacher's width with at least one intermediate layer."""
-    config = getattr(student, "config", None)
-    layers = getattr(config, "num_executed_layers", None) or getattr(config, "num_hidden_layers", None)
-    if layers is None:
-        raise ValueError(
-            f"`method`={method!r} matches intermediate [CLS] states, but the student is a {type(student).__name__}, "
-            "which has no transformer layers. Use `method='kd'` (or 'bilstm') for this student."
-        )
-    width, teacher_width = config.hidden_size, teacher.config.hidden_size
-    if width != teacher_width:
-        raise ValueError(
-            f"`method`={method!r} compares [CLS] vectors directly, but the student's hidden_size is {width} and the "
-            f"teacher's {teacher_width}. Build the student at hidden_size={teacher_width}, or use `method='kd'`."
-        )
-    if layers < 2:
-        raise ValueError(
-            f"`method`={method!r} matches student layers 1 … M−1 to the teacher, but the student runs {layers} "
-            "layer, so the patient term would silently vanish. Use a student with 2 or more layers, or `method='kd'`."
         )
 
 

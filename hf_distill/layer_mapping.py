@@ -97,3 +97,10 @@ def pkd_layer_map(
     else:
         raise ValueError(f"`pkd_strategy` must be 'skip' or 'last', got {strategy!r}.")
     return validate_layer_map(layer_map, num_student_layers, num_teacher_layers, "pkd_layer_map")
+
+
+def num_executed_layers(model) -> int:
+    """Transformer layers a forward pass runs: `config.num_executed_layers` for students that reuse layers (SPS),
+    else `config.num_hidden_layers`. It is the number of hidden states minus one (the embedding output)."""
+    config = model.config
+    return getattr(config, "num_executed_layers", None) or config.num_hidden_layers

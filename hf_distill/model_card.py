@@ -14,6 +14,7 @@ from torch import nn
 from transformers import TrainingArguments
 
 from .data import TaskSpec
+from .methods import get_method
 from .summary import format_cell, format_markdown_table
 
 # Marks cards written here; also a Hub tag that lists the models made with this library.
@@ -212,7 +213,8 @@ def render_model_card(
     sections = [
         f"# {model_name}",
         f"A student model distilled with `{method}` from the teacher {teacher_link} on {data_source}, using "
-        "`hf_distill` (a Hugging Face `Trainer` extension for knowledge distillation).",
+        "`hf_distill` (a Hugging Face `Trainer` extension for knowledge distillation). "
+        + get_method(method).summary,
         "## Results",
         headline,
         format_markdown_table(summary_rows, columns),

@@ -33,11 +33,11 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
+from .methods import get_method
+
 logger = logging.get_logger(__name__)
 
 CACHE_ROW_COLUMN = "teacher_cache_row"
-# Methods whose losses read full hidden-state or attention tensors, which are too large to store per example.
-ONLINE_ONLY_METHODS = ("tinybert",)
 TEACHER_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 
@@ -103,8 +103,9 @@ class TeacherOutputs:
 
 
 def check_teacher_cache_settings(method: str, teacher_cache: str | None, teacher_autocast_dtype: str | None) -> None:
-    """Validate the cache-related `DistillationConfig` fields."""
-    if teacher_cache and method in ONLINE_ONLY_METHODS:
+    """Validate the cache-related `DistillationConfig` fields: a method whose losses read full hidden-state or
+    attention tensors (not `cacheable`), too large to store per example, runs its teacher online."""
+    if teacher_cache and not get_method(method).cacheable:
         raise ValueError(
             f"`teacher_cache` is set ({teacher_cache!r}) but `method`={method!r} reads the teacher's full hidden "
             "states and attention scores, which are not cached. Drop `teacher_cache` to run the teacher online."
@@ -393,7 +394,7 @@ def load_or_build_teacher_cache(
         path: the cache folder (`teacher_cache`).
         teacher: the fine-tuned teacher, on the device the outputs are computed on.
         dataset: the tokenized training set (`input_ids`, and `attention_mask`/`token_type_ids` if present).
-        method: the distillation method; `tinybert` cannot use a cache.
+        method: the distillation method (keys the cache); one that is not `cacheable` cannot use one.
         teacher_layers: teacher hidden states (1-based, 0 = embeddings) whose [CLS] vector to store, in the order
             of PKD's layer map; empty for logits only.
         teacher_autocast_dtype: run the teacher under autocast in this dtype while caching.

@@ -11,15 +11,14 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging
 
-from . import guards, losses
-from .config import PATIENT_METHODS, DistillationConfig
+from . import guards
+from .config import DistillationConfig
 from .data.glue import AUGMENTED_COLUMN
 from .distributed import prepare_teacher
-from .layer_mapping import LayerMap, parse_layer_list, pkd_layer_map
+from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
 from .model_card import is_distillation_card
 from .peft_utils import load_teacher, merge_peft_model
 from .teacher_cache import CACHE_ROW_COLUMN, TeacherCache, load_or_build_teacher_cache, teacher_autocast
-from .tinybert import TinyBertDistiller
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -29,8 +28,6 @@ logger = logging.get_logger(__name__)
 # Batch columns that are not model inputs: `idx` keys the example (augmented data), `augmented` marks rows made by
 # augmentation, `teacher_cache_row` the row of the teacher cache.
 _NON_MODEL_COLUMNS = ("labels", "idx", AUGMENTED_COLUMN, CACHE_ROW_COLUMN)
-# Terms averaged over the rows that have a hard label (`ItemCounts.labelled`); every other term over all rows.
-_LABELLED_TERMS = ("loss_ce",)
 IGNORE_INDEX = -100
 
 
@@ -41,26 +38,6 @@ class ItemCounts:
 
     examples: torch.Tensor
     labelled: torch.Tensor
-
-
-def num_executed_layers(model: PreTrainedModel) -> int:
-    """Transformer layers a forward pass runs: `config.num_executed_layers` for students that reuse layers (SPS),
-    else `config.num_hidden_layers`. It is the number of hidden states minus one (the embedding output)."""
-    config = model.config
-    return getattr(config, "num_executed_layers", None) or config.num_hidden_layers
-
-
-class ClassifierTrainer(Trainer):
-    """`Trainer` for a classifier that computes its own batch-mean loss (teacher fine-tuning, PTP, evaluation).
-
-    Sequence-classification heads ignore `num_items_in_batch`, yet their forward takes `**kwargs`, so plain Trainer
-    would skip the division by the accumulation steps and multiply the loss by the number of processes (2× loss,
-    gradients and logged losses under `torchrun --nproc_per_node 2`).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.model_accepts_loss_kwargs = False
 
 
 class _ClearGradients(TrainerCallback):
@@ -122,14 +99,10 @@ class DistillationTrainer(Trainer):
         # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
         self.model_accepts_loss_kwargs = True
         self.teacher = self._prepare_teacher(teacher_model)
-        self.pkd_map: LayerMap = self._resolve_pkd_map(model) if args.method in PATIENT_METHODS else []
-        self.tinybert: TinyBertDistiller | None = None
-        if args.method == "tinybert":
-            self.tinybert = TinyBertDistiller(
-                args, model, self.teacher, num_executed_layers(model), num_executed_layers(self.teacher)
-            )
-        if self._projection_parameters():
-            self.add_callback(_ClearGradients(self._projection_parameters()))
+        # The method's state for this student and teacher (layer maps, TinyBERT's W_h): see `DistillationMethod`.
+        self.distillation_method: DistillationMethod = get_method(args.method)(args, model, self.teacher)
+        if self._extra_parameters():
+            self.add_callback(_ClearGradients(self._extra_parameters()))
         self.teacher_cache: TeacherCache | None = self._prepare_teacher_cache() if args.teacher_cache else None
         self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
@@ -142,17 +115,6 @@ class DistillationTrainer(Trainer):
         deepspeed_config = plugin.deepspeed_config if plugin is not None else None
         teacher, self._teacher_engine = prepare_teacher(teacher, self.args.device, deepspeed_config)
         return teacher
-
-    def _resolve_pkd_map(self, student: PreTrainedModel) -> LayerMap:
-        guards.check_patient_student(self.teacher, student, self.args.method)
-        layer_map = pkd_layer_map(
-            self.args.pkd_strategy,
-            num_teacher_layers=num_executed_layers(self.teacher),
-            num_student_layers=num_executed_layers(student),
-            teacher_layers=parse_layer_list(self.args.pkd_layer_map, "pkd_layer_map"),
-        )
-        logger.info("PKD layer map (student layer -> teacher layer): %s", layer_map)
-        return layer_map
 
     def _prepare_teacher_cache(self) -> TeacherCache:
         """Open the cache (built first if needed, by the main process while the others wait) and give the training
@@ -170,7 +132,7 @@ class DistillationTrainer(Trainer):
                 self.teacher,
                 self.train_dataset,
                 method=args.method,
-                teacher_layers=[teacher_layer for _, teacher_layer in self.pkd_map],
+                teacher_layers=self.distillation_method.cached_teacher_layers(),
                 teacher_autocast_dtype=args.teacher_autocast_dtype,
                 overwrite=args.overwrite_teacher_cache,
                 batch_size=args.per_device_eval_batch_size,
@@ -209,47 +171,57 @@ class DistillationTrainer(Trainer):
         rows = augmented.bool().view(-1, *([1] * (labels.dim() - 1)))
         return labels.masked_fill(rows, IGNORE_INDEX)
 
-    # -- TinyBERT's W_h projections train with the student and are saved with the optimizer, not the model -------
+    # -- weights the method trains beside the student (TinyBERT's W_h): in the optimizer and checkpoints ---------
+    def _extra_parameters(self) -> list[nn.Parameter]:
+        module = self.distillation_method.extra_module()
+        return [] if module is None else list(module.parameters())
+
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
-        if self.tinybert is not None:
-            self.tinybert.add_to_optimizer(optimizer, self.args.weight_decay)
+        module = self.distillation_method.extra_module()
+        if module is not None:
+            known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            new = [(name, p) for name, p in module.named_parameters() if id(p) not in known]
+            for suffix, decay in (("weight", self.args.weight_decay), ("bias", 0.0)):
+                params = [p for name, p in new if name.endswith(suffix)]
+                if params:
+                    optimizer.add_param_group({"params": params, "weight_decay": decay})
         return optimizer
 
-    def _projection_parameters(self) -> list[nn.Parameter]:
-        projections = self.tinybert.projections if self.tinybert is not None else None
-        return [] if projections is None else list(projections.parameters())
-
     def _clip_grad_norm(self, model):
-        """`max_grad_norm` clips the student and the W_h projections together, as one set of trained weights."""
-        projections = self._projection_parameters()
-        if not projections:
+        """`max_grad_norm` clips the student and the method's extra weights together, as one set of trained weights."""
+        extra = self._extra_parameters()
+        if not extra:
             return super()._clip_grad_norm(model)
-        return self.accelerator.clip_grad_norm_([*model.parameters(), *projections], self.args.max_grad_norm)
+        return self.accelerator.clip_grad_norm_([*model.parameters(), *extra], self.args.max_grad_norm)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
-        if self.tinybert is not None and self.args.should_save:
-            self.tinybert.save_projections(output_dir)
+        if self.args.should_save:
+            self.distillation_method.save_checkpoint(output_dir)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if self.tinybert is not None and checkpoint is not None:
-            self.tinybert.load_projections(checkpoint)
+        if checkpoint is not None:
+            self.distillation_method.load_checkpoint(checkpoint)
         super()._load_optimizer_and_scheduler(checkpoint)
 
     # -- loss ----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Teacher outputs first (cached, or a no-grad pass), then the student's, each inside the method's capture;
+        then the method's loss terms, each divided by the rows (or labelled rows) of the accumulated batch."""
+        method = self.distillation_method
         labels = self.hard_labels(inputs)
         model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
-        if self.tinybert is not None and self.tinybert.stage == 1:  # runs both models: it reads their attention
-            student_outputs, terms = self.tinybert.intermediate_terms(
-                model, model_inputs, lambda hidden: self._teacher_outputs(inputs, model_inputs, hidden)
-            )
-        else:
-            needs_hidden = bool(self.pkd_map)
-            student_outputs = model(**model_inputs, output_hidden_states=needs_hidden)
-            teacher_outputs = self._teacher_outputs(inputs, model_inputs, needs_hidden)
-            terms = self._loss_terms(student_outputs, teacher_outputs, labels)
+        with method.capture(self.teacher) as teacher_captures:
+            teacher_outputs = self._teacher_outputs(inputs, model_inputs, method.needs_hidden_states)
+        with method.capture(model) as student_captures:
+            student_outputs = model(**model_inputs, output_hidden_states=method.needs_hidden_states)
+        attention_mask = model_inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(model_inputs["input_ids"])
+        terms = method.loss_terms(
+            LossInputs(student_outputs, teacher_outputs, labels, attention_mask, student_captures, teacher_captures)
+        )
         batch_size = student_outputs.logits.size(0)
         batch_labelled = batch_size if labels is None else labels.ne(IGNORE_INDEX).sum()
         if isinstance(num_items_in_batch, ItemCounts):
@@ -260,7 +232,7 @@ class DistillationTrainer(Trainer):
             examples, labelled = batch_size, batch_labelled
         # A batch of augmented rows only has a CE sum of 0: clamping keeps 0 / 0 from turning the loss into NaN.
         labelled = torch.as_tensor(labelled).clamp(min=1)
-        denominators = {name: labelled if name in _LABELLED_TERMS else examples for name in terms}
+        denominators = {name: labelled if name in LABELLED_TERMS else examples for name in terms}
         loss = sum(weight * value / denominators[name] for name, (weight, value) in terms.items())
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # DDP averages gradients over processes while the denominator already counts every process's examples.
@@ -271,7 +243,7 @@ class DistillationTrainer(Trainer):
 
         buffer = self._term_buffer["train" if model.training else "eval"]
         for name, (_, value) in terms.items():
-            rows = batch_labelled if name in _LABELLED_TERMS else batch_size
+            rows = batch_labelled if name in LABELLED_TERMS else batch_size
             if rows:  # a batch without labelled rows says nothing about the CE
                 buffer[name].append(value.detach() / rows)
         if return_outputs:
@@ -284,40 +256,6 @@ class DistillationTrainer(Trainer):
             return self.teacher_cache.lookup(inputs[CACHE_ROW_COLUMN])
         with torch.no_grad(), teacher_autocast(self.args.teacher_autocast_dtype, self.args.device):
             return self.teacher(**model_inputs, output_hidden_states=output_hidden_states)
-
-    def _loss_terms(self, student_outputs, teacher_outputs, labels) -> dict[str, tuple[float, torch.Tensor]]:
-        """Each term as `(weight, sum over the batch of per-row values)`; `labels` as `hard_labels` gives them."""
-        args = self.args
-        student_logits, teacher_logits = student_outputs.logits, teacher_outputs.logits
-        is_regression = student_logits.size(-1) == 1
-        if args.method == "tinybert" and is_regression:
-            # TinyBERT's stage 2 on a regression task (STS-B) fits the gold score, as its reference does: no teacher
-            # term, so `alpha` has no effect here.
-            if labels is None:
-                raise ValueError(
-                    "TinyBERT stage 2 on a regression task trains on the gold scores (MSE, as the reference), but "
-                    "the batch has no `labels`. Give the training set a `labels` column."
-                )
-            return {"loss_ce": (1.0, losses.hard_label_loss(student_logits, labels, reduction="sum"))}
-        # Tang et al. match raw logits; for regression the squared error to the teacher's prediction replaces KL.
-        if args.method == "bilstm" or is_regression:
-            terms = {"loss_mse": (args.alpha, losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum"))}
-        elif args.method == "tinybert":  # stage 2: the paper's soft cross-entropy, no T² factor
-            prediction = losses.soft_cross_entropy(student_logits, teacher_logits, args.temperature, reduction="sum")
-            terms = {"loss_pred": (args.alpha, prediction)}
-        else:
-            kd = losses.kd_loss(student_logits, teacher_logits, args.temperature, reduction="sum")
-            terms = {"loss_kd": (args.alpha, kd)}
-        if labels is not None and args.alpha < 1.0:
-            terms["loss_ce"] = (1.0 - args.alpha, losses.hard_label_loss(student_logits, labels, reduction="sum"))
-        if self.pkd_map:
-            student_cls = torch.stack([student_outputs.hidden_states[s][:, 0] for s, _ in self.pkd_map], dim=1)
-            teacher_cls = torch.stack([teacher_outputs.hidden_states[t][:, 0] for _, t in self.pkd_map], dim=1)
-            terms["loss_pkd"] = (
-                args.beta,
-                losses.patient_loss(student_cls, teacher_cls, normalize=args.normalize_patience, reduction="sum"),
-            )
-        return terms
 
     # -- logging -------------------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

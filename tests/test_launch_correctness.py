@@ -17,7 +17,7 @@ from transformers import DataCollatorWithPadding, HfArgumentParser
 from hf_distill import DistillationConfig, DistillationTrainer, get_task, losses
 from hf_distill.config import METHOD_PRESETS
 from hf_distill.data import load_task_dataset, tokenize_dataset
-from hf_distill.peakd import ptp_training_rows
+from hf_distill.methods.peakd import ptp_training_rows
 from hf_distill.students.factory import StudentArguments, build_student
 
 
@@ -249,15 +249,15 @@ def test_projection_gradients_are_cleared_after_each_optimizer_step(tmp_path):
     trainer = trainer_for(tmp_path, make_tiny_dataset(16), method="tinybert", tinybert_stage=1, max_steps=2,
                           student=make_tiny_bert(seed=1, num_hidden_layers=2, hidden_size=16, **NO_DROPOUT))
     trainer.train()
-    assert trainer.tinybert.projections is not None
-    assert all(p.grad is None for p in trainer.tinybert.projections.parameters())
+    assert trainer.distillation_method.projections is not None
+    assert all(p.grad is None for p in trainer.distillation_method.projections.parameters())
 
 
 def test_max_grad_norm_clips_the_projections_with_the_student(tmp_path):
     trainer = trainer_for(tmp_path, make_tiny_dataset(8), method="tinybert", tinybert_stage=1, max_steps=1,
                           optim="sgd", max_grad_norm=1e-3, tinybert_stage1_learning_rate=1.0,
                           student=make_tiny_bert(seed=1, num_hidden_layers=2, hidden_size=16, **NO_DROPOUT))
-    projections = trainer.tinybert.projections
+    projections = trainer.distillation_method.projections
     before = torch.cat([p.detach().flatten().clone() for p in projections.parameters()])
     student_before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
     trainer.train()

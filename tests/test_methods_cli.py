@@ -8,7 +8,7 @@ import torch
 from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert
 from test_trainer import make_trainer
 
-from hf_distill.peakd import replace_classifier
+from hf_distill.methods.peakd import replace_classifier
 from hf_distill.students import build_bilstm_student
 
 sys.path.insert(0, str(REPO_ROOT))

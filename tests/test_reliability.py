@@ -11,7 +11,7 @@ from conftest import REPO_ROOT, make_tiny_bert, make_tiny_dataset, make_tiny_tok
 from transformers import DataCollatorWithPadding, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_distill import DistillationConfig, DistillationTrainer, cli, guards
+from hf_distill import DistillationConfig, DistillationTrainer, cli, guards, pipeline
 from hf_distill.students import build_bilstm_student, build_sps_student
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -149,7 +149,7 @@ def test_interrupted_script_leaves_no_finished_output_and_resumes(tmp_path, monk
             self.add_callback(InterruptAt(3))
 
     with monkeypatch.context() as patch:
-        patch.setattr(run_distill, "DistillationTrainer", InterruptedTrainer)
+        patch.setattr(pipeline, "DistillationTrainer", InterruptedTrainer)  # the trainer class the script's run uses
         with pytest.raises(KeyboardInterrupt):
             run_distill.main(distill_argv(crash_dir, tiny_teacher_dir, tiny_sst2_dir))
     left = {path.name for path in crash_dir.iterdir()}

@@ -7,15 +7,16 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from hf_distill import DistillationConfig, DistillationTrainer, load_task_dataset, losses, tokenize_dataset
-from hf_distill.students.factory import build_student_from_config
-from hf_distill.tinybert import (
+from hf_distill.methods import LossInputs
+from hf_distill.methods.tinybert import (
     PROJECTIONS_FILE,
     TinyBertProjections,
     capture_attention,
     stage_settings,
     tinybert_layer_map,
-    train_tinybert,
 )
+from hf_distill.pipeline import train_student
+from hf_distill.students.factory import build_student_from_config
 
 
 def padded_batch():
@@ -156,6 +157,18 @@ def test_bad_inputs_fail_before_training(tmp_path):
 # -- loss terms ----------------------------------------------------------------------------------------------------
 
 
+def stage1_terms(trainer, student, batch, teacher_forward):
+    """The stage-1 terms of one batch as `compute_loss` gets them: both forward passes inside the method's capture."""
+    method = trainer.distillation_method
+    with method.capture(trainer.teacher) as teacher_maps:
+        teacher_outputs = teacher_forward(True)
+    with method.capture(student) as student_maps:
+        student_outputs = student(**batch, output_hidden_states=True)
+    return method.loss_terms(
+        LossInputs(student_outputs, teacher_outputs, None, batch["attention_mask"], student_maps, teacher_maps)
+    )
+
+
 def test_stage1_terms_vanish_for_a_copy_of_the_teacher_and_match_the_formula(tmp_path):
     teacher = make_tiny_bert(seed=0, **NO_DROPOUT)
     copy = make_tiny_bert(seed=0, **NO_DROPOUT)
@@ -166,14 +179,14 @@ def test_stage1_terms_vanish_for_a_copy_of_the_teacher_and_match_the_formula(tmp
             return teacher(**batch, output_hidden_states=output_hidden_states)
 
     trainer = make_trainer(tmp_path, student=copy, teacher=teacher)
-    assert trainer.tinybert.projections is None  # equal widths, "auto"
-    _, terms = trainer.tinybert.intermediate_terms(trainer.model, batch, teacher_forward)
+    assert trainer.distillation_method.projections is None  # equal widths, "auto"
+    terms = stage1_terms(trainer, trainer.model, batch, teacher_forward)
     assert all(value.item() < 1e-10 for _, value in terms.values())
 
     # The reference's attention normalisation, which `expected_attn` below writes out.
     trainer = make_trainer(tmp_path, teacher=teacher, tinybert_hidden_mask=True, tinybert_attention_masked_mean=False)
-    student, projections = trainer.model, trainer.tinybert.projections
-    _, terms = trainer.tinybert.intermediate_terms(student, batch, teacher_forward)
+    student, projections = trainer.model, trainer.distillation_method.projections
+    terms = stage1_terms(trainer, student, batch, teacher_forward)
     with torch.no_grad():
         student_hidden = student(**batch, output_hidden_states=True).hidden_states
         teacher_hidden = teacher(**batch, output_hidden_states=True).hidden_states
@@ -202,7 +215,9 @@ def test_stage2_is_soft_cross_entropy_at_temperature_one(tmp_path):
     trainer = make_trainer(tmp_path, student=student, tinybert_stage=2)
     batch = dict(padded_batch())
     student_outputs = trainer.model(**batch)
-    terms = trainer._loss_terms(student_outputs, trainer.teacher(**batch), torch.tensor([1, 0]))
+    terms = trainer.distillation_method.loss_terms(
+        LossInputs(student_outputs, trainer.teacher(**batch), torch.tensor([1, 0]), batch["attention_mask"])
+    )
     assert set(terms) == {"loss_pred"}  # alpha preset 1: no hard-label term
     teacher_probs = trainer.teacher(**batch).logits.softmax(-1)
     expected = -(teacher_probs * student_outputs.logits.log_softmax(-1)).sum()
@@ -229,7 +244,7 @@ def test_two_stages_train_every_term_and_save_only_the_student(tmp_path, monkeyp
 
     monkeypatch.setattr(DistillationTrainer, "__init__", recording_init)
     collator = DataCollatorWithPadding(make_tiny_tokenizer())
-    trainer, result = train_tinybert(student, teacher, args, train_dataset=make_tiny_dataset(), data_collator=collator)
+    trainer, result = train_student(student, teacher, args, train_dataset=make_tiny_dataset(), data_collator=collator)
     stage1, stage2 = trainers
     assert (stage1.args.learning_rate, str(stage1.args.lr_scheduler_type.value), stage1.args.warmup_steps) == (
         3e-3, "constant", 0
@@ -251,12 +266,12 @@ def test_projections_train_are_checkpointed_and_restored_on_resume(tmp_path):
     # SGD: Adam's update of a near-zero gradient is ±lr whatever its size, so float noise would flip its sign.
     trainer = make_trainer(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, weight_decay=0.01, optim="sgd",
                            tinybert_stage1_learning_rate=0.1)
-    initial = trainer.tinybert.projections.maps["shared"].weight.detach().clone()
+    initial = trainer.distillation_method.projections.maps["shared"].weight.detach().clone()
     trainer.train()
-    trained = trainer.tinybert.projections.state_dict()
+    trained = trainer.distillation_method.projections.state_dict()
     assert not torch.equal(trained["maps.shared.weight"], initial)
     groups = trainer.optimizer.param_groups
-    assert any(p is trainer.tinybert.projections.maps["shared"].weight for g in groups for p in g["params"])
+    assert any(p is trainer.distillation_method.projections.maps["shared"].weight for g in groups for p in g["params"])
     checkpoint = tmp_path / "out" / "checkpoint-2"
     stored = load_file(checkpoint / PROJECTIONS_FILE)
     final = load_file(tmp_path / "out" / "checkpoint-4" / PROJECTIONS_FILE)
@@ -269,9 +284,9 @@ def test_projections_train_are_checkpointed_and_restored_on_resume(tmp_path):
     # transformers 5.24 then trains one step beyond `max_steps`, which stage 1's constant learning rate makes show.)
     resumed = make_trainer(tmp_path, max_steps=4, save_strategy="no", weight_decay=0.01, optim="sgd",
                            tinybert_stage1_learning_rate=0.1)
-    assert not torch.equal(resumed.tinybert.projections.maps["shared"].weight, stored["maps.shared.weight"])
+    assert not torch.equal(resumed.distillation_method.projections.maps["shared"].weight, stored["maps.shared.weight"])
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    torch.testing.assert_close(resumed.tinybert.projections.state_dict(), dict(final))
+    torch.testing.assert_close(resumed.distillation_method.projections.state_dict(), dict(final))
 
 
 # -- students of another shape and the script ----------------------------------------------------------------------
@@ -329,7 +344,7 @@ def test_minilm_teacher_into_a_narrower_student_on_real_sst2_rows(tmp_path, mini
     raw, task = load_task_dataset("sst2", data_dir=str(glue_dir / "SST-2"), max_train_samples=8, max_eval_samples=8)
     train = tokenize_dataset(raw, tokenizer, task.text_columns, 32)["train"]
     args = tinybert_args(tmp_path, max_steps=1, per_device_train_batch_size=8)
-    trainer, _ = train_tinybert(
+    trainer, _ = train_student(
         student, teacher, args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer)
     )
     stage1 = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "_stage1")

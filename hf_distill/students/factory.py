@@ -8,6 +8,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from transformers.utils import logging
 
 from ..guards import check_fields_apply, check_loaded_weights, check_tokenizer_vocabulary, load_pretrained
+from ..methods import get_method
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
 from .sps import build_sps_student
@@ -21,8 +22,6 @@ ARCH_FIELDS = {"sps_shuffle_qk": ("sps",)} | {
     for name in ("bilstm_embedding_init", "bilstm_embedding_file", "bilstm_hidden_size", "bilstm_fc_hidden_size",
                  "bilstm_pooling")
 }
-# The student each method's paper uses when `student_arch` is not given.
-DEFAULT_STUDENT_ARCH = {"bilstm": "bilstm", "peakd": "sps"}
 
 
 @dataclass
@@ -84,7 +83,8 @@ class StudentArguments:
     )
 
     def resolved_arch(self, method: str) -> str:
-        return self.student_arch or DEFAULT_STUDENT_ARCH.get(method, "plain")
+        """`student_arch`, or the student the method's paper uses (`DistillationMethod.default_student`)."""
+        return self.student_arch or get_method(method).default_student
 
 
 def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) -> PreTrainedModel:

@@ -1,8 +1,8 @@
-"""PeaKD's first stage, PTP (pretraining with teacher predictions; Cho & Kang 2020).
+"""PeaKD (Cho & Kang 2020, methods.md §5): PTP (pretraining with teacher predictions), then Patient KD from that
+encoder, normally into an SPS (shuffled parameter sharing) student.
 
-The student learns to predict whether the teacher is confidently or unconfidently right or wrong on each training
-example (`hf_distill.data.ptp`), with a 4-way head that is then replaced by a fresh task head. PeaKD's second stage is
-`--method peakd`: PKD on the task from that encoder, normally with an SPS student.
+PTP: the student learns to predict whether the teacher is confidently or unconfidently right or wrong on each
+training example (`hf_distill.data.ptp`), with a 4-way head that is then replaced by a fresh task head.
 """
 
 import dataclasses
@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainingArguments
 from transformers.utils import logging
 
-from .config import DistillationConfig
-from .data import TaskSpec
-from .data.glue import AUGMENTED_COLUMN
-from .data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
-from .trainer import ClassifierTrainer
+from ..classifier_trainer import ClassifierTrainer
+from ..data import TaskSpec
+from ..data.glue import AUGMENTED_COLUMN
+from ..data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
+from .pkd import PKD
+from .registry import register_method
 
 logger = logging.get_logger(__name__)
 
@@ -41,10 +42,6 @@ class PTPArguments:
     ptp_num_train_epochs: float = field(
         default=3.0, metadata={"help": "Epochs of the PTP stage (the checkpoint with the best dev loss is kept)."}
     )
-
-
-# Every PTP field is PeaKD's (`guards.check_fields_apply`).
-PTP_FIELDS = {name: ("peakd",) for name in ("ptp", "ptp_threshold", "ptp_num_train_epochs")}
 
 
 def replace_classifier(model: PreTrainedModel, label_names: tuple[str, ...]) -> None:
@@ -73,7 +70,7 @@ def _with_ptp_labels(dataset: Dataset, teacher_logits: torch.Tensor, t1: float, 
     return dataset.remove_columns("labels").add_column("labels", labels.tolist())
 
 
-def ptp_training_rows(train_dataset: Dataset, config: DistillationConfig) -> Dataset:
+def ptp_training_rows(train_dataset: Dataset, config: TrainingArguments) -> Dataset:
     """The rows PTP trains on: a PTP label says whether the teacher is right about the gold label, which rows marked
     `augmented` do not have (they carry their source's), so those are left out unless `train_ce_on_augmented`."""
     if AUGMENTED_COLUMN not in train_dataset.column_names or config.train_ce_on_augmented:
@@ -90,7 +87,7 @@ def run_ptp_stage(
     train_dataset: Dataset,
     eval_dataset: Dataset,
     task: TaskSpec,
-    config: DistillationConfig,
+    config: TrainingArguments,
     ptp_args: PTPArguments,
     data_collator,
 ) -> PreTrainedModel:
@@ -127,3 +124,21 @@ def run_ptp_stage(
     ).train()
     replace_classifier(student, task.label_names)
     return student
+
+
+@register_method
+class PeaKD(PKD):
+    name = "peakd"
+    summary = "PeaKD: PTP pretraining on the teacher's confidence, then Patient KD, into a shared-parameter student."
+    # The reference's KD/PKD settings after PTP.
+    presets = {"alpha": 0.7, "temperature": 10.0, "beta": 100.0}
+    default_student = "sps"
+    arguments = PTPArguments
+
+    @classmethod
+    def before_training(cls, student, teacher, args, method_arguments, task, train_dataset, eval_dataset,
+                        data_collator):
+        if method_arguments is None or method_arguments.ptp:
+            run_ptp_stage(student, teacher, train_dataset, eval_dataset, task, args,
+                          method_arguments or PTPArguments(), data_collator)
+        return student

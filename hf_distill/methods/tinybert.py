@@ -1,5 +1,6 @@
 """TinyBERT task distillation (Jiao et al. 2020, `shared/docs/methods.md` §3): attention-score capture, the `W_h`
-projections, the loss terms of both stages and the two-stage driver.
+projections, the loss terms of both stages and the two stages (run by `TinyBERT.train` with the trainer class it is
+given, so this module never imports the trainer).
 
 Stage 1 matches intermediate layers: `Σ_{m=0..M} MSE(H_S,m W_h, H_T,g(m)) + Σ_{m=1..M} MSE(A_S,m, A_T,g(m))` with `A`
 the pre-softmax attention scores `QKᵀ/√d_head + mask`. Stage 2 matches predictions:
@@ -11,7 +12,7 @@ the model runs `_capturing_attention`, an eager attention that hands each layer'
 """
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,19 +25,41 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 from transformers.modeling_utils import unwrap_model
 from transformers.utils import logging
 
-from . import losses
-from .layer_mapping import LayerMap, explicit_map, parse_layer_list, uniform_map, validate_layer_map
+from .. import losses
+from ..layer_mapping import (
+    LayerMap,
+    explicit_map,
+    num_executed_layers,
+    parse_layer_list,
+    uniform_map,
+    validate_layer_map,
+)
+from .base import DistillationMethod, LossInputs, LossTerms
+from .registry import register_method
 
 if TYPE_CHECKING:
+    from transformers import Trainer
     from transformers.trainer_utils import TrainOutput
-
-    from .config import DistillationConfig
-    from .trainer import DistillationTrainer
 
 logger = logging.get_logger(__name__)
 
 CAPTURE_ATTENTION_IMPLEMENTATION = "hf_distill_capture"
 PROJECTIONS_FILE = "tinybert_projections.safetensors"
+# The `DistillationConfig` fields only TinyBERT reads.
+TINYBERT_FIELDS = (
+    "tinybert_stage",
+    "tinybert_layer_map",
+    "tinybert_attention_target",
+    "tinybert_use_projection",
+    "tinybert_share_projection",
+    "tinybert_hidden_mask",
+    "tinybert_attention_masked_mean",
+    "tinybert_stage1_epochs",
+    "tinybert_stage1_learning_rate",
+    "tinybert_stage2_epochs",
+    "tinybert_stage2_learning_rate",
+    "tinybert_stage2_warmup",
+)
 ATTENTION_TARGETS = ("scores", "probs")
 
 # -- attention capture ---------------------------------------------------------------------------------------------
@@ -190,35 +213,38 @@ def resolve_use_projection(setting: str, student_width: int, teacher_width: int)
     return setting == "true" or (setting == "auto" and student_width != teacher_width)
 
 
-# -- the loss of one stage -----------------------------------------------------------------------------------------
+# -- the method -------------------------------------------------------------------------------------------------
 
 
-class TinyBertDistiller:
-    """TinyBERT's state for `DistillationTrainer` with `method="tinybert"` (stage in `args.tinybert_stage`).
+@register_method
+class TinyBERT(DistillationMethod):
+    """TinyBERT task distillation (stage in `args.tinybert_stage`; `train` runs both).
 
     Stage 1 owns the layer map and the `W_h` projections; its terms are `loss_emb`, `loss_hidden` (summed over mapped
-    layers 1 … M) and `loss_attn` (same), each a per-example value summed over the batch. Stage 2 needs no state: the
-    trainer's shared logit terms give `loss_pred` (soft cross-entropy at `args.temperature`, preset 1; squared error
-    to the teacher's prediction for regression) weighted by `args.alpha` (preset 1) and, when `alpha < 1`, `loss_ce`.
+    layers 1 … M) and `loss_attn` (same), each a per-example value summed over the batch. Stage 2 is
+    `loss_pred` (soft cross-entropy at `args.temperature`, preset 1) weighted by `args.alpha` (preset 1) and, when
+    `alpha < 1`, `loss_ce`; on a regression task it is the squared error to the gold score, as the reference.
     """
 
-    def __init__(
-        self,
-        args: "DistillationConfig",
-        student: PreTrainedModel,
-        teacher: PreTrainedModel,
-        num_student_layers: int,
-        num_teacher_layers: int,
-    ):
+    name = "tinybert"
+    summary = (
+        "TinyBERT task distillation: embeddings, hidden states (through a learned W_h) and attention scores, then "
+        "the prediction layer."
+    )
+    presets = {"alpha": 1.0, "temperature": 1.0}
+    # Its stage-1 terms read full hidden states and attention maps, which are too large to cache per example.
+    cacheable = False
+    fields = ("temperature", *TINYBERT_FIELDS)
+
+    def __init__(self, args: TrainingArguments, student: PreTrainedModel, teacher: PreTrainedModel):
+        super().__init__(args, student, teacher)
         if args.tinybert_stage not in (1, 2):
             raise ValueError(
                 f"`tinybert_stage` must be 1 (intermediate layers) or 2 (prediction layer) for a DistillationTrainer, "
-                f"got {args.tinybert_stage!r}. Run both stages with `hf_distill.tinybert.train_tinybert` or "
+                f"got {args.tinybert_stage!r}. Run both stages with `hf_distill.methods.tinybert.TinyBERT.train` or "
                 "`run_distill.py --method tinybert`."
             )
-        self.args = args
         self.stage = args.tinybert_stage
-        self.teacher = teacher
         self.layer_map: LayerMap = []
         self.projections: TinyBertProjections | None = None
         if self.stage == 2:
@@ -230,7 +256,9 @@ class TinyBertDistiller:
                 "(stage 2 supports it); TinyBERT students are small."
             )
         check_attention_heads(student, teacher)
-        self.layer_map = tinybert_layer_map(num_student_layers, num_teacher_layers, args.tinybert_layer_map)
+        self.layer_map = tinybert_layer_map(
+            num_executed_layers(student), num_executed_layers(teacher), args.tinybert_layer_map
+        )
         logger.info("TinyBERT layer map (student layer -> teacher layer, 0 = embeddings): %s", self.layer_map)
         student_width, teacher_width = student.config.hidden_size, teacher.config.hidden_size
         if resolve_use_projection(args.tinybert_use_projection, student_width, teacher_width):
@@ -245,20 +273,57 @@ class TinyBertDistiller:
                 for parameter in self.projections.parameters():
                     parameter.register_hook(_average_gradient_across_processes)
 
-    def intermediate_terms(
-        self, model: nn.Module, inputs: dict[str, torch.Tensor], teacher_forward: Callable[[bool], Any]
-    ) -> tuple[Any, dict[str, tuple[float, torch.Tensor]]]:
-        """Stage 1: run the student on `inputs` and the teacher through `teacher_forward(output_hidden_states)` (the
-        trainer's no-grad pass) while capturing their attention; return the student's outputs and
-        `{name: (weight, batch sum)}`. Stage 2 is prediction-layer distillation: `DistillationTrainer._loss_terms`."""
-        target = self.args.tinybert_attention_target
-        with capture_attention(model, target) as student_maps:
-            student_outputs = model(**inputs, output_hidden_states=True)
-        with capture_attention(self.teacher, target) as teacher_maps:
-            teacher_outputs = teacher_forward(True)
+    # -- configuration ----------------------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, args: TrainingArguments) -> None:
+        apply_stage_schedule(args)
+        if args.deepspeed and args.tinybert_stage != 2 and args.tinybert_use_projection != "false":
+            raise ValueError(
+                "`method`='tinybert' stage 1 trains W_h projections that live beside the student, and a DeepSpeed "
+                "engine only updates the model it wraps. Run stage 1 (`--tinybert_stage 1`) without `deepspeed` "
+                "(torchrun/accelerate with DDP or FSDP), then stage 2 (`--tinybert_stage 2`) with it."
+            )
+
+    @classmethod
+    def effective_settings(cls, args: TrainingArguments) -> dict[str, Any]:
+        return {"tinybert_stages": stage_settings(args)}
+
+    # -- stage 1: attention capture and intermediate terms ----------------------------------------------------
+    @property
+    def needs_hidden_states(self) -> bool:
+        return self.stage == 1
+
+    def capture(self, model: nn.Module):
+        if self.stage == 1:
+            return capture_attention(model, self.args.tinybert_attention_target)
+        return super().capture(model)
+
+    def loss_terms(self, inputs: LossInputs) -> LossTerms:
+        if self.stage == 1:
+            return self.intermediate_terms(inputs)
+        if inputs.is_regression:
+            # The reference's stage 2 on a regression task (STS-B) fits the gold score: no teacher term, so `alpha`
+            # has no effect here.
+            if inputs.labels is None:
+                raise ValueError(
+                    "TinyBERT stage 2 on a regression task trains on the gold scores (MSE, as the reference), but "
+                    "the batch has no `labels`. Give the training set a `labels` column."
+                )
+            student_logits = inputs.student_outputs.logits
+            return {"loss_ce": (1.0, losses.hard_label_loss(student_logits, inputs.labels, reduction="sum"))}
+        return self.prediction_terms(inputs)
+
+    def distillation_term(self, student_logits, teacher_logits) -> LossTerms:
+        # Stage 2: the paper's soft cross-entropy, no T² factor.
+        prediction = losses.soft_cross_entropy(student_logits, teacher_logits, self.args.temperature, reduction="sum")
+        return {"loss_pred": (self.args.alpha, prediction)}
+
+    def intermediate_terms(self, inputs: LossInputs) -> LossTerms:
+        """Stage 1: `{name: (weight, batch sum)}` from both models' hidden states and captured attention maps."""
+        student_outputs, teacher_outputs = inputs.student_outputs, inputs.teacher_outputs
         for name, maps, outputs in (
-            ("student", student_maps, student_outputs),
-            ("teacher", teacher_maps, teacher_outputs),
+            ("student", inputs.student_captures, student_outputs),
+            ("teacher", inputs.teacher_captures, teacher_outputs),
         ):
             if len(maps) != len(outputs.hidden_states) - 1:
                 raise ValueError(
@@ -266,9 +331,7 @@ class TinyBertDistiller:
                     f"{len(outputs.hidden_states) - 1} layers: its attention does not go through transformers' "
                     "`AttentionInterface`. Use a BERT-family model of transformers 5 (BertForSequenceClassification…)."
                 )
-        attention_mask = inputs.get("attention_mask")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(inputs["input_ids"])
+        attention_mask = inputs.attention_mask
         hidden_mask = attention_mask if self.args.tinybert_hidden_mask else None
         hidden_terms, attention_terms = [], []  # the map starts with the embeddings, (0, 0)
         for student_layer, teacher_layer in self.layer_map:
@@ -283,37 +346,28 @@ class TinyBertDistiller:
             if student_layer > 0:
                 attention_terms.append(
                     losses.attention_score_loss(
-                        student_maps[student_layer - 1],
-                        teacher_maps[teacher_layer - 1],
+                        inputs.student_captures[student_layer - 1],
+                        inputs.teacher_captures[teacher_layer - 1],
                         attention_mask,
                         masked_mean=self.args.tinybert_attention_masked_mean,
                         reduction="sum",
                     )
                 )
-        terms = {
+        return {
             "loss_emb": (1.0, hidden_terms[0]),
             "loss_hidden": (1.0, torch.stack(hidden_terms[1:]).sum()),
             "loss_attn": (1.0, torch.stack(attention_terms).sum()),
         }
-        return student_outputs, terms
 
-    # -- projections in the optimizer and in checkpoints ---------------------------------------------------------
-    def add_to_optimizer(self, optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
-        """Train the projections with the student: weights decay like the student's, biases do not."""
-        if self.projections is None:
-            return
-        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        new = [(name, p) for name, p in self.projections.named_parameters() if id(p) not in known]
-        for suffix, decay in (("weight", weight_decay), ("bias", 0.0)):
-            params = [p for name, p in new if name.endswith(suffix)]
-            if params:
-                optimizer.add_param_group({"params": params, "weight_decay": decay})
+    # -- W_h: trained with the student, saved in checkpoints, never in the student --------------------------
+    def extra_module(self) -> nn.Module | None:
+        return self.projections
 
-    def save_projections(self, checkpoint_dir: str) -> None:
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
         if self.projections is not None:
             save_file(self.projections.state_dict(), str(Path(checkpoint_dir) / PROJECTIONS_FILE))
 
-    def load_projections(self, checkpoint_dir: str) -> None:
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
         if self.projections is None:
             return
         path = Path(checkpoint_dir) / PROJECTIONS_FILE
@@ -323,6 +377,12 @@ class TinyBertDistiller:
                 "checkpoint with `W_h` projections holds. Resume from a checkpoint of the same stage-1 run."
             )
         self.projections.load_state_dict(load_file(str(path), device=str(self.args.device)))
+
+    # -- both stages ------------------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, trainer_class, student, teacher, args, **trainer_kwargs):
+        """Stage 1 then stage 2, or only `args.tinybert_stage`: see `train_stages`."""
+        return train_stages(trainer_class, student, teacher, args, **trainer_kwargs)
 
 
 # -- the two stages ------------------------------------------------------------------------------------------------
@@ -336,7 +396,7 @@ _STAGE_OWNED_FIELDS = {
 }
 
 
-def stage_schedule(args: "DistillationConfig", stage: int) -> dict[str, Any]:
+def stage_schedule(args: TrainingArguments, stage: int) -> dict[str, Any]:
     """The TrainingArguments values of one stage (methods.md §3): stage 1 `tinybert_stage1_learning_rate` (5e-5),
     `tinybert_stage1_epochs` (10), constant, no warm-up, no best-model reload (its logits are not trained); stage 2
     `tinybert_stage2_learning_rate` (3e-5), `tinybert_stage2_epochs` (3), linear decay after
@@ -379,7 +439,7 @@ def check_stage_owned_fields(args: TrainingArguments, stage: int | None = None) 
         )
 
 
-def apply_stage_schedule(args: "DistillationConfig") -> None:
+def apply_stage_schedule(args: TrainingArguments) -> None:
     """Give a config of one TinyBERT stage (`tinybert_stage` 1 or 2) that stage's learning rate, epochs and schedule,
     in place, before `TrainingArguments.__post_init__` reads them: a `DistillationTrainer` built from it trains as
     `run_distill.py` does. A config of both stages (`tinybert_stage` unset) is only checked; `stage_arguments` makes
@@ -390,7 +450,7 @@ def apply_stage_schedule(args: "DistillationConfig") -> None:
             setattr(args, name, value)
 
 
-def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -> "DistillationConfig":
+def stage_arguments(args: TrainingArguments, stage: int, both_stages: bool) -> TrainingArguments:
     """The config one stage trains with: its schedule (`stage_schedule`, applied by the config itself) and folder.
 
     When both stages run, stage 1 writes to `<output_dir>/_stage1`, which `push_to_hub` skips (Trainer ignores `_*`
@@ -408,7 +468,7 @@ def stage_arguments(args: "DistillationConfig", stage: int, both_stages: bool) -
     return dataclasses.replace(args, tinybert_stage=stage, **overrides)
 
 
-def stage_settings(args: "DistillationConfig") -> dict[str, dict[str, Any]]:
+def stage_settings(args: TrainingArguments) -> dict[str, dict[str, Any]]:
     """The effective settings of each stage a run trains (`{"stage1": {...}, "stage2": {...}}`), for the log and
     `distillation_config.json`. Fails first on generic schedule settings the stages would replace."""
     check_stage_owned_fields(args, args.tinybert_stage)
@@ -433,18 +493,20 @@ def stage_settings(args: "DistillationConfig") -> dict[str, dict[str, Any]]:
     return settings
 
 
-def train_tinybert(
-    student: PreTrainedModel, teacher: PreTrainedModel, args: "DistillationConfig", **trainer_kwargs
-) -> tuple["DistillationTrainer", "TrainOutput"]:
+def train_stages(
+    trainer_class: type["Trainer"],
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    args: TrainingArguments,
+    **trainer_kwargs,
+) -> tuple["Trainer", "TrainOutput"]:
     """Train `student` with TinyBERT's stage 1 then stage 2, or only `args.tinybert_stage`.
 
-    `trainer_kwargs` go to each stage's `DistillationTrainer` (datasets, collator, processing_class,
-    compute_metrics). Stage 2 starts from stage 1's final student, saved in `<output_dir>/_stage1`. A
-    `resume_from_checkpoint` inside that folder resumes stage 1; any other resumes stage 2 (the checkpoint holds the
+    `trainer_kwargs` go to each stage's `trainer_class` (the `DistillationTrainer`: datasets, collator,
+    processing_class, compute_metrics). Stage 2 starts from stage 1's final student, saved in `<output_dir>/_stage1`.
+    A `resume_from_checkpoint` inside that folder resumes stage 1; any other resumes stage 2 (the checkpoint holds the
     student). Returns the last stage's trainer, whose `save_model()` writes the final student, and its TrainOutput.
     """
-    from .trainer import DistillationTrainer  # trainer.py imports this module for TinyBertDistiller
-
     for stage, settings in stage_settings(args).items():
         logger.info("TinyBERT %s settings: %s", stage, settings)
     stages = [args.tinybert_stage] if args.tinybert_stage else [1, 2]
@@ -457,7 +519,7 @@ def train_tinybert(
         stages = [stage for stage in stages if stage >= resume_stage]
     for stage in stages:
         stage_args = stage_arguments(args, stage, both_stages)
-        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=stage_args, **trainer_kwargs)
+        trainer = trainer_class(model=student, teacher_model=teacher, args=stage_args, **trainer_kwargs)
         result = trainer.train(resume_from_checkpoint=resume if stage == resume_stage else None)
         if stage == 1 and both_stages:
             trainer.save_model()

@@ -1,0 +1,70 @@
+"""Patient KD (Sun et al. 2019, methods.md §2): KD plus `β · mean((h_S/‖h_S‖ − h_T/‖h_T‖)²)` over the [CLS] states
+of mapped intermediate layers (PKD-Skip `I(j) = j·N/M`, PKD-Last `I(j) = N − M + j`, or an explicit map)."""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import logging
+
+from .. import losses
+from ..layer_mapping import LayerMap, num_executed_layers, parse_layer_list, pkd_layer_map
+from .base import DistillationMethod, LossInputs, LossTerms
+from .registry import register_method
+
+logger = logging.get_logger(__name__)
+
+PATIENT_FIELDS = ("temperature", "beta", "pkd_strategy", "pkd_layer_map", "normalize_patience")
+
+
+def check_patient_student(teacher: PreTrainedModel, student: nn.Module, method: str) -> None:
+    """The patient loss compares teacher and student [CLS] vectors layer by layer, without a projection: the
+    student must be a transformer of the teacher's width with at least one intermediate layer."""
+    config = getattr(student, "config", None)
+    layers = getattr(config, "num_executed_layers", None) or getattr(config, "num_hidden_layers", None)
+    if layers is None:
+        raise ValueError(
+            f"`method`={method!r} matches intermediate [CLS] states, but the student is a {type(student).__name__}, "
+            "which has no transformer layers. Use `method='kd'` (or the BiLSTM's own method) for this student."
+        )
+    width, teacher_width = config.hidden_size, teacher.config.hidden_size
+    if width != teacher_width:
+        raise ValueError(
+            f"`method`={method!r} compares [CLS] vectors directly, but the student's hidden_size is {width} and the "
+            f"teacher's {teacher_width}. Build the student at hidden_size={teacher_width}, or use `method='kd'`."
+        )
+    if layers < 2:
+        raise ValueError(
+            f"`method`={method!r} matches student layers 1 … M−1 to the teacher, but the student runs {layers} "
+            "layer, so the patient term would silently vanish. Use a student with 2 or more layers, or `method='kd'`."
+        )
+
+
+@register_method
+class PKD(DistillationMethod):
+    name = "pkd"
+    summary = "Patient KD: KD plus the distance between normalised [CLS] states of mapped intermediate layers."
+    presets = {"alpha": 0.7, "temperature": 10.0, "beta": 500.0}
+    fields = PATIENT_FIELDS
+
+    def __init__(self, args, student: nn.Module, teacher: PreTrainedModel):
+        super().__init__(args, student, teacher)
+        check_patient_student(teacher, student, args.method)
+        self.layer_map: LayerMap = pkd_layer_map(
+            args.pkd_strategy,
+            num_teacher_layers=num_executed_layers(teacher),
+            num_student_layers=num_executed_layers(student),
+            teacher_layers=parse_layer_list(args.pkd_layer_map, "pkd_layer_map"),
+        )
+        logger.info("PKD layer map (student layer -> teacher layer): %s", self.layer_map)
+
+    def cached_teacher_layers(self) -> list[int]:
+        return [teacher_layer for _, teacher_layer in self.layer_map]
+
+    def loss_terms(self, inputs: LossInputs) -> LossTerms:
+        terms = self.prediction_terms(inputs)
+        student_states, teacher_states = inputs.student_outputs.hidden_states, inputs.teacher_outputs.hidden_states
+        student_cls = torch.stack([student_states[s][:, 0] for s, _ in self.layer_map], dim=1)
+        teacher_cls = torch.stack([teacher_states[t][:, 0] for _, t in self.layer_map], dim=1)
+        normalize = self.args.normalize_patience
+        terms["loss_pkd"] = (self.args.beta, losses.patient_loss(student_cls, teacher_cls, normalize, reduction="sum"))
+        return terms
