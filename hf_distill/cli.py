@@ -16,7 +16,13 @@ from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, Tr
 from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
-from .guards import COMPLETION_MARKER, check_config_file_keys, check_label_values
+from .guards import (
+    COMPLETION_MARKER,
+    check_config_file_keys,
+    check_distributed_launch,
+    check_label_values,
+    launched_processes,
+)
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import ClassifierTrainer, has_default_label_names
 
@@ -65,6 +71,12 @@ def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = 
     (`python run_distill.py examples/kd_sst2.yaml --output_dir students/kd`)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = HfArgumentParser(dataclass_types)
+    takes_training_arguments = any(issubclass(cls, TrainingArguments) for cls in dataclass_types)
+    if takes_training_arguments and launched_processes() > 1 and not has_distributed_accelerator():
+        # torchrun on a machine without GPUs: without `use_cpu` Accelerate would set up no distributed backend and
+        # each process would run the whole job alone (`guards.check_distributed_launch`). A file or flag may still
+        # say `use_cpu: false`; the check below then refuses the launch.
+        parser.set_defaults(use_cpu=True)
     if argv and argv[0].endswith(CONFIG_FILE_SUFFIXES):
         path = os.path.abspath(argv[0])
         if not os.path.isfile(path):
@@ -78,7 +90,24 @@ def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = 
             if action.dest in values:
                 action.required = False
         argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    for arguments in parsed:
+        if isinstance(arguments, TrainingArguments):
+            check_distributed_launch(arguments)
+    return parsed
+
+
+def has_distributed_accelerator() -> bool:
+    """Whether Accelerate finds a device here with a distributed backend (CUDA: nccl, XPU: xccl, ...), as it does
+    to choose one under a launcher; without one, multi-process training needs `use_cpu` (gloo)."""
+    try:
+        from accelerate.utils.imports import get_distributed_backend, get_torch_accelerator_backend
+    except ImportError:  # Accelerate before 1.x's accelerator-agnostic helpers
+        import torch
+
+        return torch.cuda.is_available()
+    device_type, _ = get_torch_accelerator_backend()
+    return get_distributed_backend(device_type) is not None
 
 
 def setup_logging(args: TrainingArguments) -> None:

@@ -20,7 +20,7 @@ import torch
 from datasets import DatasetDict
 from safetensors import SafetensorError
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel, Trainer
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
 
 from .data import TaskSpec
 
@@ -121,6 +121,26 @@ def check_resume_checkpoint(path: str | None) -> None:
             f"`resume_from_checkpoint` is {path!r}, which is not a complete checkpoint folder (no "
             "trainer_state.json; a run killed while saving leaves such folders). Pass a `checkpoint-N` folder of "
             "an earlier run's `output_dir`, or drop the flag to start afresh."
+        )
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (`torchrun`, `accelerate launch`: `WORLD_SIZE`); 1 without one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_distributed_launch(args: TrainingArguments) -> None:
+    """Each process a launcher started must be one rank of one job. Under `torchrun` on a machine without GPUs and
+    without `use_cpu`, Accelerate sets up no distributed backend: every process is then "process 0 of 1", trains on
+    all the data alone, and all of them write the same `output_dir` at once (a half-deleted staging folder, result
+    files and the closing table once per process)."""
+    launched = launched_processes()
+    if launched > 1 and args.world_size != launched:
+        raise ValueError(
+            f"The launcher started {launched} processes (WORLD_SIZE={launched}), but this one sees a world of "
+            f"{args.world_size} (`use_cpu`={args.use_cpu}, device {args.device}): no distributed backend was set "
+            "up, so every process would train alone and write the same `output_dir`. Pass `--use_cpu true` to run "
+            "the processes on CPU with gloo, or launch one process per GPU on a machine that has them."
         )
 
 
