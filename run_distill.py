@@ -18,8 +18,10 @@ TinyBERT task distillation (stage 1 into <output_dir>/_stage1, then stage 2) int
         --student_config '{"num_hidden_layers": 3, "hidden_size": 192, "intermediate_size": 768}'
 
 Or with a config file: `python run_distill.py examples/pkd_sst2.yaml`. Every `TrainingArguments` flag works.
-Writes the student and its tokenizer, `all_results.json`, `distillation_config.json` (the effective settings) and
-`summary.md`, and prints the closing table: teacher vs student metric, parameters, size and latency.
+Writes the student and its tokenizer, `train_results.json`/`eval_results.json`/`teacher_results.json` and their union
+`all_results.json` (as transformers' run_glue.py does), `distillation_config.json` (the effective settings),
+`summary.md` and the model card, prints the closing table (teacher vs student metric, parameters, size and latency),
+and writes `run_complete.json` last. Under `torchrun` only the main process writes and prints.
 """
 
 from dataclasses import dataclass, field
@@ -39,12 +41,12 @@ from hf_distill.cli import (
     parse_arguments,
     setup_logging,
     summary_table,
+    write_completion_marker,
     write_json_atomic,
     write_text_atomic,
 )
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import (
-    COMPLETION_MARKER,
     check_max_seq_length,
     check_resume_checkpoint,
     check_training_arguments,
@@ -118,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer = load_pretrained(load_teacher_tokenizer, teacher_path, "teacher_model_name_or_path")
     teacher = load_pretrained(load_teacher, teacher_path, "teacher_model_name_or_path")
     check_max_seq_length(data_args.max_seq_length, teacher.config, "the teacher (`teacher_model_name_or_path`)")
-    raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
+    # The main process fills the datasets cache first; the others then read it (run_glue.py's pattern).
+    with config.main_process_first(desc="loading and tokenizing the data"):
+        raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
     check_labels_match_task(teacher.config, task, "teacher_model_name_or_path")
     student = build_student(student_args, config.method, teacher, tokenizer, task)
     check_max_seq_length(data_args.max_seq_length, student.config, "the student")
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "task": task.name,
     }
     logger.info("Effective distillation configuration: %s", effective)
-    write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
+    if config.should_save:
+        write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
 
     collator = make_collator(tokenizer, data_args)
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
@@ -154,8 +159,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if peft_args.student_peft and peft_args.merge_student_peft:
         trainer.model = trainer.model_wrapped = merge_peft_model(trainer.model)
     save_final_model(trainer)
-    student_metrics = trainer.evaluate()
+    train_metrics = {**train_result.metrics, "train_samples": len(raw["train"])}
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_state()
 
+    student_metrics = {**trainer.evaluate(), "eval_samples": len(raw["validation"])}
+    trainer.log_metrics("eval", student_metrics)
+    trainer.save_metrics("eval", student_metrics)
+    teacher_results = {f"teacher_{key}": value for key, value in teacher_metrics.items()}
+    trainer.save_metrics("teacher", teacher_results)
+    metrics = {**train_metrics, **student_metrics, **teacher_results}
+
+    # Every process measures the rows (under DeepSpeed ZeRO-3 a forward pass gathers weights from all of them); one
+    # writes the files and one prints the table. All go on to the push, whose save may gather weights too.
     rows = [
         model_summary_row("teacher", teacher, teacher_metrics, task, tokenizer, config,
                           None if is_peft_adapter(teacher_path) else teacher_path),
@@ -163,30 +180,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                           config.output_dir),
     ]
     table = summary_table(rows)
-    metrics = {
-        **train_result.metrics,
-        **student_metrics,
-        **{f"teacher_{key}": value for key, value in teacher_metrics.items()},
-        "train_samples": len(raw["train"]),
-        "summary": rows,
-    }
-    write_text_atomic(f"{config.output_dir}/summary.md", table + "\n")
-    local_data = data_args.train_file or data_args.data_dir  # files read instead of the Hub dataset
-    card = render_model_card(
-        student=trainer.model,
-        teacher=teacher_path,
-        args=config,
-        task=task,
-        summary_rows=rows,
-        dataset=None if local_data else data_args.dataset_name,
-        local_data=local_data,
-        base_model=teacher_args.teacher_hub_id,
-    )
-    write_text_atomic(f"{config.output_dir}/README.md", card)
-    write_json_atomic(f"{config.output_dir}/{COMPLETION_MARKER}", metrics)
-    print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
+    metrics["summary"] = rows
+    if config.should_save:
+        write_text_atomic(f"{config.output_dir}/summary.md", table + "\n")
+        local_data = data_args.train_file or data_args.data_dir  # files read instead of the Hub dataset
+        card = render_model_card(
+            student=trainer.model,
+            teacher=teacher_path,
+            args=config,
+            task=task,
+            summary_rows=rows,
+            dataset=None if local_data else data_args.dataset_name,
+            local_data=local_data,
+            base_model=teacher_args.teacher_hub_id,
+        )
+        write_text_atomic(f"{config.output_dir}/README.md", card)
+    if trainer.is_world_process_zero():
+        print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
     if config.push_to_hub:
         trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks="text-classification")
+    write_completion_marker(config, "run_distill.py", trainer.accelerator)
     return metrics
 
 

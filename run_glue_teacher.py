@@ -13,7 +13,9 @@ Offline, with the packaged MiniLM and the local GLUE copy:
         --output_dir teachers/minilm-sst2 --max_train_samples 4000
 
 Or with a config file: `python run_glue_teacher.py examples/teacher_sst2.yaml`.
-Writes the model, its tokenizer and `all_results.json` (`eval_accuracy`, ...) to `--output_dir`.
+Writes the model, its tokenizer, `train_results.json`, `eval_results.json` and their union `all_results.json`
+(`eval_accuracy`, ...) to `--output_dir`, as transformers' run_glue.py does, and `run_complete.json` last. Under
+`torchrun` only the main process writes.
 """
 
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from hf_distill.classifier_trainer import ClassifierTrainer
 from hf_distill.cli import (
     DataArguments,
     check_output_dir,
@@ -34,11 +37,10 @@ from hf_distill.cli import (
     make_collator,
     parse_arguments,
     setup_logging,
-    write_json_atomic,
+    write_completion_marker,
 )
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import (
-    COMPLETION_MARKER,
     check_loaded_weights,
     check_max_seq_length,
     check_resume_checkpoint,
@@ -48,7 +50,6 @@ from hf_distill.guards import (
     save_final_model,
 )
 from hf_distill.peft_utils import TeacherPeftArguments, add_lora
-from hf_distill.classifier_trainer import ClassifierTrainer
 
 logger = logging.get_logger("run_glue_teacher")
 
@@ -83,7 +84,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokenizer_argument = "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path"
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, tokenizer_path, tokenizer_argument)
     check_tokenizer_vocabulary(tokenizer, tokenizer_path, tokenizer_argument, fix=", or pass `--tokenizer_name`")
-    raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
+    # The main process fills the datasets cache first; the others then read it (run_glue.py's pattern).
+    with training_args.main_process_first(desc="loading and tokenizing the data"):
+        raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
     model, loading_info = load_pretrained(
         AutoModelForSequenceClassification.from_pretrained,
         model_path,
@@ -112,12 +115,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if peft_args.use_peft and training_args.should_save:
         # The trained head's labels, from which `load_teacher` rebuilds the base before applying the adapter.
         model.get_base_model().config.save_pretrained(training_args.output_dir)
-    metrics = {**train_result.metrics, **trainer.evaluate(), "train_samples": len(raw["train"])}
-    trainer.log_metrics("all", metrics)
-    write_json_atomic(f"{training_args.output_dir}/{COMPLETION_MARKER}", metrics)
+    train_metrics = {**train_result.metrics, "train_samples": len(raw["train"])}
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_state()
+
+    eval_metrics = {**trainer.evaluate(), "eval_samples": len(raw["validation"])}
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
     if training_args.push_to_hub:
         trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-classification")
-    return metrics
+    write_completion_marker(training_args, "run_glue_teacher.py", trainer.accelerator)
+    return {**train_metrics, **eval_metrics}
 
 
 if __name__ == "__main__":

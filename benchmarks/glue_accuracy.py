@@ -14,8 +14,8 @@ teacher's first 3 layers) with each method at the same epoch budget and one hype
 
 Every cell (task, method, seed) runs `run_glue_teacher.py` or `run_distill.py` in a subprocess, writes into its own
 folder under `--cache_dir` (default benchmarks/cache, git-ignored) with its log (`run.log`), and is skipped on the
-next invocation when its `all_results.json` exists: an interrupted benchmark resumes where it stopped. A failed cell
-is reported (with the end of its log) and the benchmark goes on.
+next invocation when it holds a finished run (`run_complete.json`): an interrupted benchmark resumes where it
+stopped. A failed cell is reported (with the end of its log) and the benchmark goes on.
 """
 
 import argparse
@@ -223,9 +223,11 @@ def common_flags(seed: int) -> list[str]:
 def run_cell(script: str, argv: list[str], output_dir: Path) -> dict:
     """Run one script in a subprocess (isolated: a crash or leak stays in its cell); returns its results or the
     failure, with the wall time. Skipped when the folder already holds a finished run."""
+    from hf_distill.cli import is_finished_run
+
     results_file = output_dir / "all_results.json"
     wall_file = output_dir / "wall_time.json"
-    if results_file.exists():
+    if is_finished_run(output_dir):
         logger.info("cached: %s", output_dir)
         return {"status": "ok", "results": json.loads(results_file.read_text()), **_read_json(wall_file)}
     if REPORT_ONLY:
@@ -244,7 +246,7 @@ def run_cell(script: str, argv: list[str], output_dir: Path) -> dict:
         log.flush()
         completed = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
-    if completed.returncode != 0 or not results_file.exists():
+    if completed.returncode != 0 or not is_finished_run(output_dir):
         tail = (output_dir / "run.log").read_text().splitlines()[-40:]
         logger.error("FAILED (%.0f s, exit %d): %s\n%s", wall, completed.returncode, output_dir, "\n".join(tail))
         return {"status": "failed", "wall_time_s": wall, "log": str(output_dir / "run.log"), "log_tail": tail}

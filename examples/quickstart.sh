@@ -13,7 +13,7 @@ COMMON=(--task_name sst2 --data_dir "$GLUE_DIR/SST-2" --max_train_samples "$TRAI
         --per_device_train_batch_size 32 --per_device_eval_batch_size 64 --save_strategy no --report_to none
         --logging_steps 25 --overwrite_output_dir --seed 42)
 
-if [ ! -f "$OUT/teacher/all_results.json" ]; then
+if [ ! -f "$OUT/teacher/run_complete.json" ]; then  # written last by a finished run
   python run_glue_teacher.py --model_name_or_path "$TEACHER_BASE" --output_dir "$OUT/teacher" \
     --num_train_epochs 2 --learning_rate 5e-5 --warmup_steps 25 "${COMMON[@]}"
 fi

@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from transformers.utils import logging
 
 from .classifier_trainer import ClassifierTrainer
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
-from .guards import COMPLETION_MARKER, check_config_file_keys, check_config_file_types, check_label_values
+from .guards import (
+    COMPLETION_MARKER,
+    check_config_file_keys,
+    check_config_file_types,
+    check_distributed_launch,
+    check_label_values,
+    launched_processes,
+)
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import has_default_label_names
 
@@ -80,6 +88,12 @@ def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = 
     (`python run_distill.py examples/kd_sst2.yaml --output_dir students/kd`)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = HfArgumentParser(dataclass_types)
+    takes_training_arguments = any(issubclass(cls, TrainingArguments) for cls in dataclass_types)
+    if takes_training_arguments and launched_processes() > 1 and not has_distributed_accelerator():
+        # torchrun on a machine without GPUs: without `use_cpu` Accelerate would set up no distributed backend and
+        # each process would run the whole job alone (`guards.check_distributed_launch`). A file or flag may still
+        # say `use_cpu: false`; the check below then refuses the launch.
+        parser.set_defaults(use_cpu=True)
     if argv and argv[0].endswith(CONFIG_FILE_SUFFIXES):
         path = os.path.abspath(argv[0])
         if not os.path.isfile(path):
@@ -94,7 +108,24 @@ def parse_arguments(dataclass_types: tuple[type, ...], argv: list[str] | None = 
             if action.dest in values:
                 action.required = False
         argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    for arguments in parsed:
+        if isinstance(arguments, TrainingArguments):
+            check_distributed_launch(arguments)
+    return parsed
+
+
+def has_distributed_accelerator() -> bool:
+    """Whether Accelerate finds a device here with a distributed backend (CUDA: nccl, XPU: xccl, ...), as it does
+    to choose one under a launcher; without one, multi-process training needs `use_cpu` (gloo)."""
+    try:
+        from accelerate.utils.imports import get_distributed_backend, get_torch_accelerator_backend
+    except ImportError:  # an Accelerate without these helpers
+        import torch
+
+        return torch.cuda.is_available()
+    device_type, _ = get_torch_accelerator_backend()
+    return get_distributed_backend(device_type) is not None
 
 
 def setup_logging(args: TrainingArguments) -> None:
@@ -115,14 +146,37 @@ def setup_logging(args: TrainingArguments) -> None:
     datasets_logging.set_verbosity(level)
 
 
+def is_finished_run(output_dir: str | os.PathLike) -> bool:
+    """Whether `output_dir` holds a finished run of the scripts: their completion marker, or the `all_results.json`
+    alone that hf_distill wrote last before the marker existed (a run of today writes `train_results.json` beside
+    it right after training, long before it is finished)."""
+    folder = Path(output_dir)
+    if (folder / COMPLETION_MARKER).is_file():
+        return True
+    return (folder / "all_results.json").is_file() and not (folder / "train_results.json").exists()
+
+
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuse to mix a new run into a finished one."""
-    results = Path(output_dir) / COMPLETION_MARKER
-    if results.exists() and not overwrite:
+    """Refuse to mix a new run into a finished one; an unfinished one (no marker) is accepted, to resume into it."""
+    if is_finished_run(output_dir) and not overwrite:
+        found = COMPLETION_MARKER if (Path(output_dir) / COMPLETION_MARKER).is_file() else "all_results.json"
         raise ValueError(
-            f"`output_dir` {output_dir!r} already holds a finished run ({results.name}). Choose another "
+            f"`output_dir` {output_dir!r} already holds a finished run ({found}). Choose another "
             "`--output_dir` or pass `--overwrite_output_dir`."
         )
+
+
+def write_completion_marker(args: TrainingArguments, script: str, accelerator) -> None:
+    """Mark `args.output_dir` finished: called last by every process, once all of them are done (`accelerator`'s
+    barrier); only the saving process writes the marker."""
+    accelerator.wait_for_everyone()
+    if args.should_save:
+        payload = {
+            "script": script,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "world_size": args.world_size,
+        }
+        write_json_atomic(Path(args.output_dir) / COMPLETION_MARKER, payload)
 
 
 def load_data(data_args: DataArguments, tokenizer, seed: int):
@@ -187,12 +241,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates the file private (0600); give it `open`'s permissions
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:

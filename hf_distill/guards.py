@@ -21,14 +21,19 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 from safetensors import SafetensorError
-from transformers import PretrainedConfig, PreTrainedModel, Trainer
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
 
 from .data import TaskSpec
 
 T = TypeVar("T")
 
-# The scripts write this file last: a folder without it holds no finished run (`cli.check_output_dir`).
-COMPLETION_MARKER = "all_results.json"
+# The scripts' main process writes this file last, after every other file and the Hub upload: a folder without it
+# holds no finished run (`cli.check_output_dir`). It is not `all_results.json`, which `Trainer.save_metrics` writes
+# after training, before evaluation.
+COMPLETION_MARKER = "run_complete.json"
+# What the scripts write through `Trainer.save_metrics`/`save_state`: the final save removes a previous run's copies,
+# or `save_metrics(..., combined=True)` would merge their keys into the new `all_results.json`.
+RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "teacher_results.json")
 # The final model is saved here, inside `output_dir` (same file system, so the moves below are renames).
 STAGING_DIR_NAME = ".final-model.partial"
 # Models whose position ids start after the padding id, so `max_position_embeddings` counts pad_token_id + 1
@@ -223,6 +228,26 @@ def _local_folder_problem(name_or_path: str) -> str | None:
     return None
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (`torchrun`, `accelerate launch`: `WORLD_SIZE`); 1 without one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_distributed_launch(args: TrainingArguments) -> None:
+    """Each process a launcher started must be one rank of one job. Under `torchrun` on a machine without GPUs and
+    without `use_cpu`, Accelerate sets up no distributed backend: every process is then "process 0 of 1", trains on
+    all the data alone, and all of them write the same `output_dir` at once (a half-deleted staging folder, result
+    files and the closing table once per process)."""
+    launched = launched_processes()
+    if launched > 1 and args.world_size != launched:
+        raise ValueError(
+            f"The launcher started {launched} processes (WORLD_SIZE={launched}), but this one sees a world of "
+            f"{args.world_size} (`use_cpu`={args.use_cpu}, device {args.device}): no distributed backend was set "
+            "up, so every process would train alone and write the same `output_dir`. Pass `--use_cpu true` to run "
+            "the processes on CPU with gloo, or launch one process per GPU on a machine that has them."
+        )
+
+
 def load_pretrained(loader: Callable[..., T], name_or_path: str, argument: str, **kwargs) -> T:
     """`loader(name_or_path, **kwargs)` (a `from_pretrained`), with a failure re-raised naming `argument`."""
     try:
@@ -325,26 +350,29 @@ def check_finite_loss(
 
 # -- outputs --------------------------------------------------------------------------------------------------------
 def save_final_model(trainer: Trainer, output_dir: str | os.PathLike | None = None) -> None:
-    """`trainer.save_model(output_dir)` such that no reader ever sees a half-written model file.
+    """`trainer.save_model(output_dir)` such that no reader ever sees a half-written model file. Call it on every
+    process (saving may gather weights); only the processes that save (`args.should_save`) touch the folder.
 
-    The completion marker (`all_results.json`, written last by the scripts) is removed first, so from here until
-    the script writes it again the folder reads as unfinished. The model is saved into a hidden folder inside
-    `output_dir`, then each file is moved in with `os.replace`, an atomic rename. In a run killed midway each file
-    is the old one or the new one, never a truncated one, and the missing marker says the folder is unfinished.
+    The completion marker (`run_complete.json`, written last by the scripts) and the previous run's result files are
+    removed first, so from here until the script writes the marker again the folder reads as unfinished. The model is
+    saved into a hidden folder inside `output_dir`, then each file is moved in with `os.replace`, an atomic rename. In
+    a run killed midway each file is the old one or the new one, never a truncated one, and the missing marker says
+    the folder is unfinished. Every process returns only once the folder holds the new model.
     """
     output = Path(output_dir if output_dir is not None else trainer.args.output_dir)
     staging = output / STAGING_DIR_NAME
     if trainer.args.should_save:
-        (output / COMPLETION_MARKER).unlink(missing_ok=True)
+        for name in (COMPLETION_MARKER, *RESULT_FILES):
+            (output / name).unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
     trainer.accelerator.wait_for_everyone()
     # `_internal_call` stops `save_model` from pushing the unfinished folder to the Hub; the scripts push at the end.
     trainer.save_model(str(staging), _internal_call=True)
-    if not trainer.args.should_save:
-        return
-    for path in sorted(staging.iterdir()):
-        target = output / path.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(path, target)
-    staging.rmdir()
+    if trainer.args.should_save:
+        for path in sorted(staging.iterdir()):
+            target = output / path.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(path, target)
+        staging.rmdir()
+    trainer.accelerator.wait_for_everyone()

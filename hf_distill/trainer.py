@@ -95,6 +95,7 @@ class DistillationTrainer(Trainer):
         teacher_model = merge_peft_model(teacher_model)
         _check_compatible(teacher_model, model)
         super().__init__(model=model, args=args, **kwargs)
+        guards.check_distributed_launch(args)  # every process one rank of one job, however the trainer is launched
         # Our compute_loss divides summed per-example losses by the number of examples of the whole accumulated
         # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
         self.model_accepts_loss_kwargs = True

@@ -58,7 +58,7 @@ def test_peakd_runs_ptp_then_pkd_on_an_sps_student(tmp_path, tiny_teacher_dir, t
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "hf_distill_sps_bert" and config["num_hidden_layers"] == 2
     assert config["id2label"] == {"0": "negative", "1": "positive"}
-    assert (out / "ptp").is_dir()  # the PTP stage ran and kept its best checkpoint there
+    assert (out / "_ptp").is_dir()  # the PTP stage ran and kept its best checkpoint there
     effective = json.loads((out / "distillation_config.json").read_text())
     assert (effective["beta"], effective["student_arch"], effective["ptp"]) == (100.0, "sps", True)
     assert "eval_loss_pkd" in metrics
@@ -68,7 +68,7 @@ def test_peakd_ablations_plain_student_without_ptp(tmp_path, tiny_teacher_dir, t
     out, _ = run(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--method", "peakd", "--student_layers", "2",
                  "--student_arch", "plain", "--no_ptp")
     assert json.loads((out / "config.json").read_text())["model_type"] == "bert"
-    assert not (out / "ptp").exists()
+    assert not (out / "_ptp").exists()
 
 
 def test_ptp_threshold_outside_peakd_and_out_of_range_are_refused(tmp_path, tiny_teacher_dir, tiny_sst2_dir):

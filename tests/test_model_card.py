@@ -160,8 +160,9 @@ class FakeHub:
 
 STUDENT_FILES = {
     "README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_args.bin",
-    "all_results.json", "distillation_config.json", "summary.md",
-}
+    "all_results.json", "train_results.json", "eval_results.json", "teacher_results.json", "trainer_state.json",
+    "distillation_config.json", "summary.md",
+}  # the completion marker is written after the upload, never uploaded
 PUSHED_RUNS = {
     "pkd": ["--student_layers", "2", "--teacher_cache", "{tmp}/cache"],
     "tinybert": ["--student_config", '{{"num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 20}}'],

@@ -1,5 +1,6 @@
 """Multi-process runs: both scripts under `torchrun --nproc_per_node 2` (gloo on CPU) give the metrics of one process
-with the same global batch, and the teacher stays a plain per-rank model outside DDP."""
+with the same global batch, every launch succeeds, only the main process writes the results and prints the closing
+table, and the teacher stays a plain per-rank model outside DDP."""
 
 import json
 import os
@@ -9,11 +10,13 @@ import sys
 import pytest
 import torch
 from conftest import REPO_ROOT, make_tiny_bert, make_tiny_tokenizer
+from transformers import Trainer, TrainingArguments
 
 sys.path.insert(0, str(REPO_ROOT))
 import run_distill  # noqa: E402
 import run_glue_teacher  # noqa: E402
-from hf_distill import DistillationConfig, DistillationTrainer  # noqa: E402
+from hf_distill import DistillationConfig, DistillationTrainer, guards  # noqa: E402
+from hf_distill.cli import has_distributed_accelerator  # noqa: E402
 
 # 16 distinct rows: each process of a 2-process run sees different examples, so any sharding or loss-scaling error
 # shows in the metrics.
@@ -26,9 +29,17 @@ ROWS = [
 # Plain SGD without clipping: the update is proportional to the gradient, so a gradient scaled by the number of
 # processes would change the results (Adam and clipping would hide it).
 TRAINING = ["--optim", "sgd", "--learning_rate", "0.1", "--max_grad_norm", "0", "--max_steps", "3", "--seed", "0",
-            "--max_seq_length", "16", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
-            "--use_cpu", "true"]
+            "--max_seq_length", "16", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
+USE_CPU = ["--use_cpu", "true"]
 LOSS_TOLERANCE = 1e-4
+# Launches of the distillation script in a row: each must succeed and give the one-process metrics. (A launch once
+# failed in 4 of 7 tries, and a retry here hid it.)
+DISTILL_LAUNCHES = 3
+CLOSING_TABLE = "Distillation results ("
+# What a finished run holds besides the model files; `all_results.json` is the union of the `*_results.json`.
+TEACHER_RESULTS = {"all_results.json", "train_results.json", "eval_results.json", "trainer_state.json",
+                   guards.COMPLETION_MARKER}
+DISTILL_RESULTS = TEACHER_RESULTS | {"teacher_results.json", "distillation_config.json", "summary.md", "README.md"}
 
 
 def torchrun_available() -> bool:
@@ -59,21 +70,36 @@ def workdir(tmp_path_factory):
     return root
 
 
-def run_two_processes(script: str, args: list[str], cwd) -> None:
+def run_two_processes(script: str, args: list[str], cwd) -> str:
+    """Launch `script` on 2 processes; fail on the first unsuccessful launch (no retry). Returns the launch's stdout,
+    where torchrun's workers print."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    # --standalone picks a free rendezvous port: other runs on the machine cannot collide with this one.
+    # --standalone binds its ports instead of picking free ones: the rendezvous store listens on localhost:0 and the
+    # workers connect to the launcher's own TCPStore (bound at port 0 too, shared unless this variable opts out), so
+    # no other process can take a port between its choice and its use.
+    env.pop("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO_ROOT / script), *args]
-    # One retry for launch failures only: --standalone picks a free port before binding it, which another process
-    # can take in between. The metrics checks after a successful run stay exact.
-    logs = []
-    for _ in range(2):
-        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-        if result.returncode == 0:
-            return
-        logs.append(result.stdout[-2000:] + result.stderr[-4000:])
-    raise AssertionError("torchrun failed twice:\n" + "\n-----\n".join(logs))
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (
+        f"torchrun failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
+    return result.stdout
+
+
+def assert_finished_once(output_dir, expected: set[str]) -> None:
+    """The result files, the marker written last by the main process (world of 2), and no leftovers (staging folder,
+    temporary files) from a second writer."""
+    names = {path.name for path in output_dir.iterdir()}
+    assert expected <= names, expected - names
+    assert not {name for name in names if name.startswith(".")}, names
+    marker = output_dir / guards.COMPLETION_MARKER
+    assert json.loads(marker.read_text())["world_size"] == 2
+    assert all(path.stat().st_mtime_ns <= marker.stat().st_mtime_ns for path in output_dir.iterdir())
+    saved = json.loads((output_dir / "all_results.json").read_text())
+    for split in ("train", "eval"):
+        assert json.loads((output_dir / f"{split}_results.json").read_text()).items() <= saved.items()
 
 
 def assert_same_metrics(one: dict, two: dict, keys: list[str]) -> None:
@@ -83,32 +109,71 @@ def assert_same_metrics(one: dict, two: dict, keys: list[str]) -> None:
 
 def test_teacher_fine_tuning_on_two_processes_matches_one(workdir):
     common = ["--model_name_or_path", str(workdir / "teacher"), "--task_name", "sst2", "--data_dir",
-              str(workdir / "SST-2"), *TRAINING]
+              str(workdir / "SST-2"), *TRAINING, *USE_CPU]
     one = run_glue_teacher.main([*common, "--per_device_train_batch_size", "16", "--per_device_eval_batch_size",
                                  "16", "--output_dir", str(workdir / "teacher-1proc")])
-    run_two_processes("run_glue_teacher.py", [*common, "--per_device_train_batch_size", "8",
-                                              "--per_device_eval_batch_size", "8", "--output_dir",
-                                              str(workdir / "teacher-2proc")], workdir)
+    stdout = run_two_processes("run_glue_teacher.py", [*common, "--per_device_train_batch_size", "8",
+                                                       "--per_device_eval_batch_size", "8", "--output_dir",
+                                                       str(workdir / "teacher-2proc")], workdir)
+    assert stdout.count("***** eval metrics *****") == 1
+    assert_finished_once(workdir / "teacher-2proc", TEACHER_RESULTS)
     two = json.loads((workdir / "teacher-2proc" / "all_results.json").read_text())
     assert_same_metrics(one, two, ["eval_loss", "eval_accuracy"])
+    assert two["train_samples"] == two["eval_samples"] == 16
     untrained = run_glue_teacher.main([*common, "--learning_rate", "0", "--output_dir", str(workdir / "teacher-0")])
     assert abs(one["eval_loss"] - untrained["eval_loss"]) > 100 * LOSS_TOLERANCE  # training moved the metric
 
 
-def test_distillation_on_two_processes_matches_one(workdir):
+def test_distillation_on_two_processes_matches_one_at_every_launch(workdir):
     common = ["--method", "kd", "--alpha", "0.5", "--temperature", "2", "--teacher_model_name_or_path",
               str(workdir / "teacher"), "--task_name", "sst2", "--data_dir", str(workdir / "SST-2"),
               "--student_layers", "2", *TRAINING]
-    one = run_distill.main([*common, "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
-                            "--output_dir", str(workdir / "student-1proc")])
-    run_two_processes("run_distill.py", [*common, "--per_device_train_batch_size", "8",
-                                         "--per_device_eval_batch_size", "8", "--output_dir",
-                                         str(workdir / "student-2proc")], workdir)
-    two = json.loads((workdir / "student-2proc" / "all_results.json").read_text())
-    assert_same_metrics(one, two, ["eval_loss", "eval_loss_kd", "eval_loss_ce", "eval_accuracy", "teacher_eval_loss",
-                                   "teacher_eval_accuracy"])
-    assert two["train_samples"] == one["train_samples"] == 16
+    one = run_distill.main([*common, *USE_CPU, "--per_device_train_batch_size", "16", "--per_device_eval_batch_size",
+                            "16", "--output_dir", str(workdir / "student-1proc")])
+    for launch in range(DISTILL_LAUNCHES):
+        # The first launch is the reported command: on a machine without GPUs it has no --use_cpu, which the
+        # scripts then default to (else every process ran the whole job alone, racing on output_dir).
+        device = [] if launch == 0 and not has_distributed_accelerator() else USE_CPU
+        output_dir = workdir / f"student-2proc-{launch}"
+        stdout = run_two_processes("run_distill.py", [*common, *device, "--per_device_train_batch_size", "8",
+                                                      "--per_device_eval_batch_size", "8", "--output_dir",
+                                                      str(output_dir)], workdir)
+        assert stdout.count(CLOSING_TABLE) == 1, f"launch {launch}: the closing table printed more than once"
+        assert_finished_once(output_dir, DISTILL_RESULTS)
+        two = json.loads((output_dir / "all_results.json").read_text())
+        assert_same_metrics(one, two, ["eval_loss", "eval_loss_kd", "eval_loss_ce", "eval_accuracy",
+                                       "teacher_eval_loss", "teacher_eval_accuracy"])
+        assert two["train_samples"] == one["train_samples"] == 16
+        assert json.loads((output_dir / "distillation_config.json").read_text())["method"] == "kd"
+        assert "| student (kd) |" in (output_dir / "summary.md").read_text()
     assert one["eval_loss"] != pytest.approx(one["teacher_eval_loss"], abs=100 * LOSS_TOLERANCE)
+
+
+@pytest.mark.parametrize("script", ["run_distill", "run_glue_teacher"])
+def test_a_process_that_does_not_save_writes_and_prints_nothing(script, workdir, tmp_path, monkeypatch, capsys):
+    """What a non-main rank does, in one process: it trains and evaluates, but writes no file and prints no table."""
+    monkeypatch.setattr(TrainingArguments, "should_save", property(lambda self: False))
+    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)
+    data = ["--task_name", "sst2", "--data_dir", str(workdir / "SST-2"), *TRAINING, *USE_CPU,
+            "--output_dir", str(tmp_path / "out")]
+    if script == "run_distill":
+        metrics = run_distill.main(["--method", "kd", "--teacher_model_name_or_path", str(workdir / "teacher"),
+                                    "--student_layers", "2", *data])
+    else:
+        metrics = run_glue_teacher.main(["--model_name_or_path", str(workdir / "teacher"), *data])
+    assert "eval_loss" in metrics
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    out = capsys.readouterr().out
+    assert CLOSING_TABLE not in out and "***** eval metrics *****" not in out
+
+
+def test_a_launch_whose_processes_would_each_run_alone_is_refused(tmp_path, monkeypatch):
+    """torchrun started 2 processes, but this one sees a world of 1 (no GPU, `use_cpu` false): refused."""
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    guards.check_distributed_launch(args)  # not launched: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"started 2 processes .* sees a world of 1 .* Pass `--use_cpu true`"):
+        guards.check_distributed_launch(args)
 
 
 def test_teacher_is_not_prepared_by_the_accelerator(tmp_path, tiny_teacher, tiny_tokenizer):

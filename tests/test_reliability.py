@@ -164,6 +164,52 @@ def test_interrupted_script_leaves_no_finished_output_and_resumes(tmp_path, monk
     assert not (crash_dir / guards.STAGING_DIR_NAME).exists()
 
 
+def test_a_run_that_fails_after_training_leaves_no_marker(tmp_path, monkeypatch, tiny_teacher_dir, tiny_sst2_dir):
+    output = tmp_path / "out"
+
+    def failing_evaluate(self, *args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DistillationTrainer, "evaluate", failing_evaluate)
+        with pytest.raises(RuntimeError, match="evaluation failed"):
+            run_distill.main(distill_argv(output, tiny_teacher_dir, tiny_sst2_dir))
+    left = {path.name for path in output.iterdir()}
+    # Trained, saved, and the train metrics written as run_glue.py does; not finished.
+    assert {"model.safetensors", "train_results.json", "all_results.json"} <= left, left
+    assert not left & {guards.COMPLETION_MARKER, "eval_results.json", "summary.md"}, left
+    cli.check_output_dir(str(output), overwrite=False)
+
+    metrics = run_distill.main(distill_argv(output, tiny_teacher_dir, tiny_sst2_dir))  # accepted: not finished
+    marker = output / guards.COMPLETION_MARKER
+    assert json.loads(marker.read_text())["script"] == "run_distill.py"
+    assert all(path.stat().st_mtime_ns <= marker.stat().st_mtime_ns for path in output.iterdir())  # written last
+    saved = json.loads((output / "all_results.json").read_text())
+    assert saved["eval_loss"] == pytest.approx(metrics["eval_loss"]) and "teacher_eval_loss" in saved
+    assert saved["train_samples"] == metrics["train_samples"] and "train_loss" in saved
+    with pytest.raises(ValueError, match=r"already holds a finished run \(run_complete.json\)"):
+        cli.check_output_dir(str(output), overwrite=False)
+
+
+def test_check_output_dir_reads_the_marker_not_all_results(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    trainer = make_trainer(output, "kd", "plain", max_steps=1, save_strategy="no")
+    trainer.save_metrics("train", {"train_loss": 0.5})  # what the scripts write right after training
+    assert (output / "all_results.json").is_file()
+    cli.check_output_dir(str(output), overwrite=False)
+    (output / guards.COMPLETION_MARKER).write_text("{}")
+    with pytest.raises(ValueError, match=r"`output_dir` .* already holds a finished run"):
+        cli.check_output_dir(str(output), overwrite=False)
+    cli.check_output_dir(str(output), overwrite=True)
+    # A folder finished before the marker existed holds all_results.json alone: still a finished run.
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "all_results.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"already holds a finished run \(all_results.json\)"):
+        cli.check_output_dir(str(legacy), overwrite=False)
+
+
 # -- atomic outputs -------------------------------------------------------------------------------------------------
 class FailingHandle:
     """A file handle that writes half of what it is given, then fails like a full disk or a Ctrl-C."""
@@ -200,11 +246,21 @@ def test_failed_result_writes_leave_no_file_and_keep_the_old_one(tmp_path, monke
         assert json.loads(target.read_text()) == {"eval_accuracy": 0.9}
 
 
+def test_result_files_are_readable_like_any_file(tmp_path):
+    """`mkstemp` makes its file private (0600); the renamed result file gets `open()`'s permissions instead."""
+    cli.write_json_atomic(tmp_path / "distillation_config.json", {"method": "kd"})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "distillation_config.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def finished_run(tmp_path):
-    """An output_dir holding a finished run: a model, its completion marker."""
+    """An output_dir holding a finished run: a model, its results, its completion marker."""
     output = tmp_path / "out"
     output.mkdir()
     (output / "model.safetensors").write_bytes(b"old weights")
+    (output / "all_results.json").write_text('{"eval_loss_pkd": 1.0}')
+    (output / "train_results.json").write_text("{}")
     (output / guards.COMPLETION_MARKER).write_text("{}")
     return output
 
@@ -216,6 +272,7 @@ def test_final_save_replaces_the_model_and_clears_the_marker(tmp_path):
     saved = {path.name for path in output.iterdir()}
     assert {"model.safetensors", "config.json", "training_args.bin"} <= saved
     assert guards.COMPLETION_MARKER not in saved and guards.STAGING_DIR_NAME not in saved
+    assert not saved & set(guards.RESULT_FILES)  # the old run's keys never merge into the new all_results.json
     reloaded = type(trainer.model).from_pretrained(output)
     assert_same_weights(reloaded.state_dict(), trainer.model.state_dict())
 

@@ -102,7 +102,7 @@ def run_ptp_stage(
     logger.info("PTP stage: thresholds t1=%s (teacher right), t2=%s (teacher wrong)", t1, t2)
     stage_config = dataclasses.replace(
         config,
-        output_dir=f"{config.output_dir}/ptp",
+        output_dir=f"{config.output_dir}/_ptp",  # `push_to_hub` skips `_*` folders: checkpoints stay local
         num_train_epochs=ptp_args.ptp_num_train_epochs,
         eval_strategy="epoch",
         save_strategy="epoch",
