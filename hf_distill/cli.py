@@ -1,11 +1,10 @@
 """What `run_glue_teacher.py` and `run_distill.py` share: data arguments, config-file parsing, checks made before
-any heavy work, atomic result files and the closing summary table."""
+any heavy work and the closing summary table (result files are written with `hf_distill.io`)."""
 
 import json
 import logging as py_logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from transformers.utils import logging
 
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
 from .guards import COMPLETION_MARKER, check_config_file_keys, check_config_file_types, check_label_values
+from .io import write_json_atomic, write_text_atomic  # noqa: F401  (run_*.py import the result writers from here)
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import ClassifierTrainer, has_default_label_names
 
@@ -178,24 +178,6 @@ def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset
         compute_metrics=build_compute_metrics(task),
     )
     return trainer.evaluate(metric_key_prefix="eval")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def model_summary_row(
