@@ -30,14 +30,8 @@ from transformers.utils import logging
 
 from hf_distill.cli import parse_arguments
 from hf_distill.data import load_task_dataset
-from hf_distill.data.augment import (
-    AUGMENTED_COLUMN,
-    Augmenter,
-    TinyBertAugmenter,
-    WordEmbeddings,
-    augment_dataset,
-    load_masked_lm,
-)
+from hf_distill.data.augment_tinybert import TinyBertAugmenter, WordEmbeddings, load_masked_lm
+from hf_distill.data.augmentation import AUGMENTED_COLUMN, Augmenter, augment_dataset
 from hf_distill.guards import check_tokenizer_vocabulary, load_pretrained
 from hf_distill.io import write_dataset_atomic
 
