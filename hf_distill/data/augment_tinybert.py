@@ -16,11 +16,12 @@ import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BasicTokenizer, PreTrainedModel
 from transformers.utils import logging
+
+from .word_vectors import load_word_vectors
 
 logger = logging.get_logger(__name__)
 
@@ -66,34 +67,16 @@ class WordEmbeddings:
 
     @classmethod
     def from_glove(cls, glove_file: str | Path, max_words: int | None = 100_000) -> "WordEmbeddings":
-        """Read a GloVe text file (`word v1 ... vd` per line), keeping its first `max_words` lines (the reference
-        keeps 100k). Words containing spaces (GloVe 840B has a few) are supported: the last `d` fields are the vector.
-        """
-        path = Path(glove_file)
-        if not path.is_file():
-            raise ValueError(
-                f"`glove_file` (--glove_file, the word_embeddings_file) {str(glove_file)!r} does not exist. Pass "
-                "the path of a GloVe text file such as glove.6B.300d.txt, or leave it unset to use the masked LM's "
-                "own input embeddings."
-            )
-        words, rows, dim = [], [], None
-        with path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if max_words is not None and len(words) >= max_words:
-                    break
-                fields = line.rstrip("\n").rstrip(" ").split(" ")
-                dim = len(fields) - 1 if dim is None else dim
-                if len(fields) <= dim or dim < 1:
-                    raise ValueError(
-                        f"`glove_file` {str(path)!r} line {line_number} has {len(fields)} fields, expected a word and "
-                        f"{max(dim, 1)} numbers. Check that the file is a GloVe text file."
-                    )
-                words.append(" ".join(fields[:-dim]))
-                rows.append(np.asarray(fields[-dim:], dtype=np.float32))
-        if not words:
-            raise ValueError(f"`glove_file` {str(path)!r} is empty. Pass a GloVe text file with at least one word.")
-        logger.info(f"Loaded {len(words)} {dim}-d word vectors from {path}.")
-        return cls(words, torch.from_numpy(np.stack(rows)))
+        """Read a GloVe text file (`word v1 ... vd` per line) with `load_word_vectors`, keeping its first
+        `max_words` words (the reference keeps 100k)."""
+        words, vectors = load_word_vectors(
+            glove_file,
+            "glove_file",
+            max_words=max_words,
+            hint="Or leave `glove_file` unset to use the masked LM's own input embeddings.",
+        )
+        logger.info(f"Loaded {len(words)} {vectors.shape[1]}-d word vectors from {glove_file}.")
+        return cls(words, torch.from_numpy(vectors))
 
     @classmethod
     def from_mlm_input_embeddings(cls, model: PreTrainedModel, tokenizer) -> "WordEmbeddings":
