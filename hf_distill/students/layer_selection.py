@@ -11,7 +11,6 @@ embedding output).
 """
 
 import copy
-import operator
 import os
 import re
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from transformers.utils import logging
 
 from ..distributed import gathered_parameters
 from ..guards import check_loaded_weights, load_pretrained
+from ..layer_mapping import parse_layer_list
 
 logger = logging.get_logger(__name__)
 
@@ -106,23 +106,13 @@ def get_encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     return layers
 
 
-def _to_layer_id(item: str | int) -> int:
-    if isinstance(item, str):
-        return int(item.strip())
-    if isinstance(item, bool):  # True would otherwise pass as layer 1
-        raise TypeError("bool is not a layer id")
-    return operator.index(item)
-
-
 def parse_layer_ids(spec: str | Sequence[int]) -> list[int]:
-    """Parse `"0,2,4"` (spaces allowed) or a sequence of ints into `[0, 2, 4]`; order and values are kept as given."""
-    try:
-        return [_to_layer_id(item) for item in (spec.split(",") if isinstance(spec, str) else spec)]
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"`student_layer_ids` must be integers, as a list such as [0, 2, 4] or a string such as '0,2,4'; "
-            f"got {spec!r}."
-        ) from error
+    """Parse `"0,2,4"` (spaces allowed) or a sequence of ints into `[0, 2, 4]`; order and values are kept as given.
+
+    `layer_mapping.parse_layer_list` with errors naming `student_layer_ids`; an empty spec gives `[]`.
+    """
+    expected = "integers, as a list such as [0, 2, 4] or a string such as '0,2,4'"
+    return parse_layer_list(spec, "student_layer_ids", expected) or []
 
 
 def resolve_student_layer_ids(
