@@ -183,7 +183,7 @@ def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset
 def model_summary_row(
     name: str, model: PreTrainedModel, metrics: dict[str, float], task: TaskSpec, tokenizer, args, saved_dir
 ) -> dict[str, Any]:
-    """One row of the closing table: dev metric, parameters, size on disk and median latency per eval batch."""
+    """One row of the closing table: dev metric, parameters, size on disk and milliseconds per eval batch."""
     batch = make_latency_batch(tokenizer, args.per_device_eval_batch_size, 64, model.device, pair=task.is_pair)
     return {
         "model": name,
