@@ -42,8 +42,6 @@ from hf_distill.cli import (
     setup_logging,
     summary_table,
     write_completion_marker,
-    write_json_atomic,
-    write_text_atomic,
 )
 from hf_distill.data import build_compute_metrics
 from hf_distill.guards import (
@@ -53,6 +51,7 @@ from hf_distill.guards import (
     load_pretrained,
     save_final_model,
 )
+from hf_distill.io import write_json_atomic, write_text_atomic
 from hf_distill.methods import get_method, load_method_plugins
 from hf_distill.model_card import render_model_card
 from hf_distill.peft_utils import (

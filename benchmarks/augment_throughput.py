@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from hf_distill.data.augment import TinyBertAugmenter, WordEmbeddings, load_masked_lm
+from hf_distill.data.augment_tinybert import TinyBertAugmenter, WordEmbeddings, load_masked_lm
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -314,9 +314,10 @@ def build_finetune_init(teacher_dir: Path, init_dir: Path) -> None:
 def augmented_files(args, task: str, settings: dict, task_cache: Path, rules: str) -> tuple[Path, Path] | None:
     """Training file augmented by TinyBERT's or Tang et al.'s `rules`, and the dev split as a file (a --train_file run
     needs both); None under --report_only when the training file was never built."""
-    from hf_distill.augment import labels_as_names, write_dataset_atomic
+    from hf_distill.augment import labels_as_names
     from hf_distill.augment import main as augment_main
     from hf_distill.data import load_task_dataset
+    from hf_distill.io import write_dataset_atomic
 
     aug_dir = task_cache / ("augmented" if rules == "tinybert" else f"augmented_{rules}")
     train_file, dev_file = aug_dir / "train_aug.jsonl", aug_dir / "dev.jsonl"

@@ -20,9 +20,7 @@ The output (.jsonl/.json/.csv/.tsv/.parquet, by extension) has the task's text c
 It is written under a temporary name and renamed when complete.
 """
 
-import csv
 import logging as std_logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,15 +30,10 @@ from transformers.utils import logging
 
 from hf_distill.cli import parse_arguments
 from hf_distill.data import load_task_dataset
-from hf_distill.data.augment import (
-    AUGMENTED_COLUMN,
-    Augmenter,
-    TinyBertAugmenter,
-    WordEmbeddings,
-    augment_dataset,
-    load_masked_lm,
-)
+from hf_distill.data.augment_tinybert import TinyBertAugmenter, WordEmbeddings, load_masked_lm
+from hf_distill.data.augmentation import AUGMENTED_COLUMN, Augmenter, augment_dataset
 from hf_distill.guards import check_tokenizer_vocabulary, load_pretrained
+from hf_distill.io import write_dataset_atomic
 
 logger = logging.get_logger(__name__)
 
@@ -161,28 +154,6 @@ def labels_as_names(dataset: datasets.Dataset) -> datasets.Dataset:
         features=features,
         desc="Writing label names",
     )
-
-
-def write_dataset_atomic(dataset: datasets.Dataset, path: str | os.PathLike) -> None:
-    """Write `dataset` in the format of `path`'s extension to a temporary file in the same folder, then rename it:
-    an interrupted run leaves no file that looks complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if suffix in (".jsonl", ".json"):
-            dataset.to_json(tmp, lines=True, force_ascii=False)
-        elif suffix == ".parquet":
-            dataset.to_parquet(tmp)
-        else:
-            # TSV is never quoted, like the GLUE files and the loader reading them.
-            options = {"sep": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-            dataset.to_csv(tmp, index=False, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> datasets.Dataset:

@@ -1,11 +1,10 @@
 """What `run_glue_teacher.py` and `run_distill.py` share: data arguments, config-file parsing, checks made before
-any heavy work, atomic result files and the closing summary table."""
+any heavy work and the closing summary table (result files are written with `hf_distill.io`)."""
 
 import json
 import logging as py_logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +31,7 @@ from .guards import (
     check_label_values,
     launched_processes,
 )
+from .io import write_json_atomic
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import has_default_label_names
 
@@ -235,35 +235,10 @@ def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset
     return trainer.evaluate(metric_key_prefix="eval")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates the file private (0600); give it `open`'s permissions
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
-
-
 def model_summary_row(
     name: str, model: PreTrainedModel, metrics: dict[str, float], task: TaskSpec, tokenizer, args, saved_dir
 ) -> dict[str, Any]:
-    """One row of the closing table: dev metric, parameters, size on disk and median latency per eval batch."""
+    """One row of the closing table: dev metric, parameters, size on disk and milliseconds per eval batch."""
     batch = make_latency_batch(tokenizer, args.per_device_eval_batch_size, 64, model.device, pair=task.is_pair)
     return {
         "model": name,

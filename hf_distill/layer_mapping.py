@@ -5,6 +5,7 @@ list of `(student_layer, teacher_layer)` pairs; `hidden_states[s]` of the studen
 `hidden_states[t]` of the teacher.
 """
 
+import operator
 from collections.abc import Sequence
 
 LayerMap = list[tuple[int, int]]
@@ -39,18 +40,30 @@ def uniform_map(num_teacher_layers: int, num_student_layers: int) -> LayerMap:
     return [(m, m * step) for m in range(num_student_layers + 1)]
 
 
-def parse_layer_list(spec: str | Sequence[int] | None, argument: str) -> list[int] | None:
-    """`"2,4"` or `[2, 4]` → `[2, 4]`; `None`/`""` → `None`."""
+def _to_layer(item: str | int) -> int:
+    if isinstance(item, str):
+        return int(item.strip())
+    if isinstance(item, bool):  # True would otherwise pass as layer 1
+        raise TypeError("bool is not a layer number")
+    return operator.index(item)  # refuses 1.5 instead of truncating it
+
+
+def parse_layer_list(
+    spec: str | Sequence[int] | None,
+    argument: str,
+    expected: str = "a comma-separated list of layer numbers such as '2,4'",
+) -> list[int] | None:
+    """`"2,4"` (spaces allowed) or `[2, 4]` → `[2, 4]`, order and values kept as given; `None`/`""` → `None`.
+
+    The one parser of layer lists (`pkd_layer_map`, `tinybert_layer_map`, `student_layer_ids`); an item that is not
+    an integer (`"a"`, `""`, `1.5`, `True`) raises "`{argument}` must be {expected}, got ...".
+    """
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         return None
-    if isinstance(spec, str):
-        try:
-            return [int(part) for part in spec.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise ValueError(
-                f"`{argument}` must be a comma-separated list of layer numbers such as '2,4', got {spec!r}."
-            ) from None
-    return [int(layer) for layer in spec]
+    try:
+        return [_to_layer(item) for item in (spec.split(",") if isinstance(spec, str) else spec)]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{argument}` must be {expected}, got {spec!r}.") from error
 
 
 def explicit_map(teacher_layers: Sequence[int], student_layers: Sequence[int], argument: str) -> LayerMap:

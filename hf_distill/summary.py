@@ -1,11 +1,10 @@
 """Size and speed of a model, and a markdown table to compare teachers and students."""
 
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils import benchmark
 from transformers import PreTrainedTokenizerBase
 
 from .distributed import num_parameters
@@ -15,7 +14,11 @@ WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin")
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; a parameter shared between modules (tied or SPS-shared layers) counts once, a
-    ZeRO-3-partitioned one in full."""
+    ZeRO-3-partitioned one in full.
+
+    Not `PreTrainedModel.num_parameters()`: it sums `p.numel()`, which is 0 for a ZeRO-3-partitioned parameter (whose
+    full size is `ds_numel`), so a partitioned teacher would count as empty; and it exists on `PreTrainedModel`s only.
+    """
     return sum(num_parameters(p) for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -67,31 +70,32 @@ def make_latency_batch(
 
 
 def measure_latency(model: nn.Module, batch: dict[str, torch.Tensor], *, warmup: int = 3, repeats: int = 10) -> float:
-    """Median milliseconds of one forward pass on `batch`, in eval mode under `torch.inference_mode()`.
+    """Milliseconds per forward pass on `batch` (one batch of the closing table), in eval mode under
+    `torch.inference_mode()`, measured by `torch.utils.benchmark.Timer.timeit(repeats)`.
 
-    The batch is moved to the model's device; on CUDA every pass is synchronised so the time covers the kernels.
-    The model's train/eval mode is restored afterwards.
+    That is the mean of `repeats` passes timed as one block, after `warmup` untimed passes (at least the two the
+    Timer always runs first), with torch's current thread count; the Timer synchronises the accelerator around the
+    block, so the time covers the kernels. The batch is moved to the model's device; the model's train/eval mode is
+    restored afterwards.
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"`warmup` must be >= 0 and `repeats` >= 1, got warmup={warmup}, repeats={repeats}.")
     device = next(model.parameters()).device
     inputs = {name: tensor.to(device) for name, tensor in batch.items()}
-    synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    timer = benchmark.Timer(
+        stmt="model(**inputs)", globals={"model": model, "inputs": inputs}, num_threads=torch.get_num_threads()
+    )
+    timer_warmup = max(repeats // 100, 2)  # what `Timer.timeit` runs before timing
     was_training = model.training
     model.eval()
-    timings = []
     try:
         with torch.inference_mode():
-            for step in range(warmup + repeats):
-                synchronize()
-                start = time.perf_counter()
+            for _ in range(warmup - timer_warmup):
                 model(**inputs)
-                synchronize()
-                if step >= warmup:
-                    timings.append((time.perf_counter() - start) * 1000)
+            measurement = timer.timeit(repeats)
     finally:
         model.train(was_training)
-    return statistics.median(timings)
+    return measurement.median * 1000
 
 
 def format_cell(value: object) -> str:

@@ -17,8 +17,6 @@ so shuffling, several epochs and data-parallel sharding all read the right rows.
 
 import hashlib
 import json
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -33,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
+from .io import atomic_directory
 from .methods import get_method
 
 logger = logging.get_logger(__name__)
@@ -340,12 +339,9 @@ def build_teacher_cache(
     show_progress: bool = True,
 ) -> TeacherCache:
     """Compute the outputs `key` describes into a temporary sibling folder, then rename it to `path` (replacing
-    what is there). Nothing is left at `path` if the build fails."""
+    what is there), through `hf_distill.io.atomic_directory`. Nothing is left at `path` if the build fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_directory(path) as tmp:
         logger.info("Building the teacher cache in %s (%d rows, layers %s)", path, key.num_rows, key.teacher_layers)
         _write_outputs(
             tmp / OUTPUTS_FILE, teacher, dataset, key.teacher_layers, batch_size, key.teacher_autocast_dtype,
@@ -353,14 +349,6 @@ def build_teacher_cache(
         )
         (tmp / KEY_FILE).write_text(json.dumps(asdict(key), indent=2))
         (tmp / COMPLETE_MARKER).write_text("")
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return TeacherCache.load(path)
 
 

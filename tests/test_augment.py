@@ -12,14 +12,8 @@ from transformers import BertForMaskedLM, BertModel
 
 from hf_distill import augment as augment_cli
 from hf_distill.data import load_task_dataset
-from hf_distill.data.augment import (
-    DEFAULT_STOPWORDS,
-    Augmenter,
-    TinyBertAugmenter,
-    WordEmbeddings,
-    augment_dataset,
-    load_masked_lm,
-)
+from hf_distill.data.augment_tinybert import DEFAULT_STOPWORDS, TinyBertAugmenter, WordEmbeddings, load_masked_lm
+from hf_distill.data.augmentation import Augmenter, augment_dataset
 
 # Ranking forced onto the MLM's output bias: "##s" and "[MASK]" must be skipped, and each word loses itself.
 RIGGED_RANKING = ["good", "##s", "[MASK]", "bad", "movie", "great", "fun", "dull", "poor", "new"]
@@ -225,7 +219,7 @@ def test_checkpoint_without_mlm_head_warns(tmp_path, tiny_tokenizer, caplog):
     torch.manual_seed(0)
     BertModel(make_tiny_bert_config()).save_pretrained(tmp_path / "encoder")
     tiny_tokenizer.save_pretrained(tmp_path / "encoder")
-    with caplog.at_level("WARNING", logger="hf_distill.data.augment"):
+    with caplog.at_level("WARNING", logger="hf_distill.data.augment_tinybert"):
         model, tokenizer = load_masked_lm(str(tmp_path / "encoder"))
     assert isinstance(model, BertForMaskedLM) and not model.training
     assert "initialised randomly" in caplog.text and "cls.predictions" in caplog.text

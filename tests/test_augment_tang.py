@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from hf_distill.data.augment import Augmenter
 from hf_distill.data.augment_tang import TangAugmenter
+from hf_distill.data.augmentation import Augmenter
 
 TAGS = {
     "the": "DET", "a": "DET",

@@ -12,6 +12,7 @@ from transformers import DataCollatorWithPadding, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_distill import DistillationConfig, DistillationTrainer, cli, guards, pipeline
+from hf_distill import io as hf_io
 from hf_distill.students import build_bilstm_student, build_sps_student
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -236,19 +237,21 @@ def test_failed_result_writes_leave_no_file_and_keep_the_old_one(tmp_path, monke
     if existed:
         target.write_text('{"eval_accuracy": 0.9}')
     real_fdopen = os.fdopen
-    monkeypatch.setattr(cli.os, "fdopen", lambda fd, mode: FailingHandle(real_fdopen(fd, mode), error))
+    monkeypatch.setattr(
+        hf_io.os, "fdopen", lambda fd, mode, **kwargs: FailingHandle(real_fdopen(fd, mode, **kwargs), error)
+    )
     with pytest.raises(type(error)):
-        cli.write_json_atomic(target, {"eval_accuracy": 0.5, "summary": "x" * 1000})
+        hf_io.write_json_atomic(target, {"eval_accuracy": 0.5, "summary": "x" * 1000})
     with pytest.raises(type(error)):
-        cli.write_text_atomic(tmp_path / "summary.md", "| model |\n" * 100)
+        hf_io.write_text_atomic(tmp_path / "summary.md", "| model |\n" * 100)
     assert sorted(path.name for path in tmp_path.iterdir()) == (["all_results.json"] if existed else [])
     if existed:
         assert json.loads(target.read_text()) == {"eval_accuracy": 0.9}
 
 
 def test_result_files_are_readable_like_any_file(tmp_path):
-    """`mkstemp` makes its file private (0600); the renamed result file gets `open()`'s permissions instead."""
-    cli.write_json_atomic(tmp_path / "distillation_config.json", {"method": "kd"})
+    """The renamed result file gets `open()`'s permissions (a `mkstemp` file would be private, 0600)."""
+    hf_io.write_json_atomic(tmp_path / "distillation_config.json", {"method": "kd"})
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "distillation_config.json").stat().st_mode & 0o777 == 0o666 & ~mask

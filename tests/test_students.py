@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from hf_distill.students import (
+    build_sps_student,
     build_student_from_teacher,
     get_encoder_layers,
     layer_selection,
@@ -348,6 +349,21 @@ def test_init_from_with_mismatched_tensor_shape(tiny_teacher):
         ValueError, match=r"tensor `encoder\.layer\.0\.intermediate\.dense\.weight` of shape \(48, 32\)"
     ):
         build_student_from_teacher(tiny_teacher, num_layers=1, init_from=other_ffn)
+
+
+@pytest.mark.parametrize("kind", ["plain", "sps"])
+def test_the_shared_weight_copy_refuses_a_shape_mismatch(kind):
+    teacher, other_ffn = make_tiny_bert(0), make_tiny_bert(1, intermediate_size=48)
+    if kind == "plain":
+        student, layers_path = build_student_from_teacher(teacher, num_layers=2), None
+    else:
+        student, layers_path = build_sps_student(teacher, num_layers=2), "encoder.layer"
+    with pytest.raises(
+        ValueError,
+        match=r"teacher tensor `bert\.encoder\.layer\.1\.intermediate\.dense\.weight` of shape \(48, 32\) into "
+        r"student tensor `bert\.encoder\.layer\.0\.intermediate\.dense\.weight` of shape \(37, 32\)",
+    ):
+        layer_selection.copy_selected_layers(student, other_ffn, [1, 3], layers_path=layers_path)
 
 
 def test_init_from_of_wrong_type(tiny_teacher):

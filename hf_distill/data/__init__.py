@@ -1,4 +1,5 @@
-from .augment import Augmenter, TinyBertAugmenter, WordEmbeddings, augment_dataset
+from .augment_tinybert import TinyBertAugmenter, WordEmbeddings
+from .augmentation import Augmenter, augment_dataset
 from .glue import GLUE_TASKS, TaskSpec, get_task, load_task_dataset, tokenize_dataset
 from .metrics import build_compute_metrics, compute_glue_metrics, load_glue_metric
 

@@ -137,13 +137,14 @@ _TSV_LAYOUTS: dict[str, _TsvLayout] = {
 }
 
 
-def _normalize_task_name(name: str) -> str:
+def normalize_task_name(name: str) -> str:
+    """A GLUE task name as the Hub spells it: "SST-2", "sst_2" and "sst2" all give "sst2"."""
     return name.lower().replace("-", "").replace("_", "")
 
 
 def get_task(name: str) -> TaskSpec:
     """The GLUE task called `name`, spelled as on the Hub ("sst2", "stsb") or as in GLUE ("SST-2", "STS-B")."""
-    task = GLUE_TASKS.get(_normalize_task_name(name))
+    task = GLUE_TASKS.get(normalize_task_name(name))
     if task is None:
         raise ValueError(
             f"`task_name` is {name!r}, which is not a GLUE task. Use one of {', '.join(GLUE_TASKS)} (any case, "

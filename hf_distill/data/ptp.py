@@ -13,6 +13,8 @@ PKD on the task starts from that encoder.
 
 import torch
 
+from .glue import normalize_task_name
+
 # (t1, t2) from the PeaKD reference code, keyed by GLUE task name.
 PTP_THRESHOLDS: dict[str, tuple[float, float]] = {
     "rte": (0.8, 0.6),
@@ -69,7 +71,7 @@ def resolve_ptp_thresholds(task_name: str | None, threshold: float | None = None
                 f"`ptp_threshold` is {threshold}, but PTP thresholds are confidences in (0, 1). Use e.g. 0.9."
             )
         return float(threshold), float(threshold)
-    task = (task_name or "").lower().replace("-", "").replace("_", "")
+    task = normalize_task_name(task_name or "")
     if task not in PTP_THRESHOLDS:
         raise ValueError(
             f"`ptp_threshold` is not set and task {task_name!r} has no PeaKD default (defaults exist for "

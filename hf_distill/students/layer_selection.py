@@ -3,15 +3,14 @@
 A student built here is an instance of the teacher's own class (e.g. `BertForSequenceClassification`) with
 `num_hidden_layers = k`; it saves and loads with the `Auto*` classes and needs no remote code. Its weights are copied
 explicitly from the teacher, or from a pre-trained checkpoint (`init_from`, as in the PKD paper), through a computed
-key map with a shape check per tensor. The kept layers are recorded in the student's config as
-`distillation_layer_ids` (0-based ids into the source's layers) and `distillation_source`.
+key map with a shape check per tensor (`copy_selected_layers`, which SPS students share). The kept layers are recorded
+in the student's config as `distillation_layer_ids` (0-based ids into the source's layers) and `distillation_source`.
 
 Layer ids here are 0-based indices into the encoder's `nn.ModuleList` (unlike `layer_mapping`, where 0 is the
 embedding output).
 """
 
 import copy
-import operator
 import os
 import re
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from transformers.utils import logging
 
 from ..distributed import gathered_parameters
 from ..guards import check_loaded_weights, load_pretrained
+from ..layer_mapping import parse_layer_list
 
 logger = logging.get_logger(__name__)
 
@@ -106,23 +106,13 @@ def get_encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     return layers
 
 
-def _to_layer_id(item: str | int) -> int:
-    if isinstance(item, str):
-        return int(item.strip())
-    if isinstance(item, bool):  # True would otherwise pass as layer 1
-        raise TypeError("bool is not a layer id")
-    return operator.index(item)
-
-
 def parse_layer_ids(spec: str | Sequence[int]) -> list[int]:
-    """Parse `"0,2,4"` (spaces allowed) or a sequence of ints into `[0, 2, 4]`; order and values are kept as given."""
-    try:
-        return [_to_layer_id(item) for item in (spec.split(",") if isinstance(spec, str) else spec)]
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"`student_layer_ids` must be integers, as a list such as [0, 2, 4] or a string such as '0,2,4'; "
-            f"got {spec!r}."
-        ) from error
+    """Parse `"0,2,4"` (spaces allowed) or a sequence of ints into `[0, 2, 4]`; order and values are kept as given.
+
+    `layer_mapping.parse_layer_list` with errors naming `student_layer_ids`; an empty spec gives `[]`.
+    """
+    expected = "integers, as a list such as [0, 2, 4] or a string such as '0,2,4'"
+    return parse_layer_list(spec, "student_layer_ids", expected) or []
 
 
 def resolve_student_layer_ids(
@@ -203,16 +193,19 @@ def _load_init_source(init_from: str | os.PathLike | PreTrainedModel, teacher: P
     return model
 
 
-def _source_key_map(student: PreTrainedModel, source: PreTrainedModel, layer_ids: list[int]) -> dict[str, str | None]:
+def _source_key_map(
+    student: PreTrainedModel, source: PreTrainedModel, layer_ids: Sequence[int], layers_path: str | None = None
+) -> dict[str, str | None]:
     """Map each student state-dict key to the source key it is copied from, or None when the source lacks it.
 
     Student `<base>.<layers>.{j}.*` comes from source `<base>.<layers>.{layer_ids[j]}.*`; every other tensor keeps
     its name. Keys are compared relative to each model's base model, so a head-model student can be filled from a
     base-model checkpoint (`encoder.layer.0.*` vs `bert.encoder.layer.0.*`); head tensors such as the classifier
-    then have no source.
+    then have no source. `layers_path` is the layer list's path inside the student's base model (default: the
+    registered path of its architecture).
     """
     student_prefix, source_prefix = _base_prefix(student), _base_prefix(source)
-    layers_prefix = f"{_layers_path(student.base_model)}."
+    layers_prefix = f"{layers_path or _layers_path(student.base_model)}."
     source_keys = set(source.state_dict())
     key_map = {}
     for key in student.state_dict():
@@ -226,6 +219,53 @@ def _source_key_map(student: PreTrainedModel, source: PreTrainedModel, layer_ids
             candidate = key if source_prefix else None
         key_map[key] = candidate if candidate in source_keys else None
     return key_map
+
+
+def copy_selected_layers(
+    student: PreTrainedModel,
+    source: PreTrainedModel,
+    layer_ids: Sequence[int],
+    *,
+    source_label: str = "teacher",
+    layers_path: str | None = None,
+) -> None:
+    """The one weight copy of plain and SPS students: student layer j <- `source` layer `layer_ids[j]`, every other
+    tensor by name, and the map recorded in the student's config.
+
+    Computes the key map (`_source_key_map`), copies under `torch.no_grad()` (gathering a ZeRO-3-partitioned
+    source) with a shape check per tensor, logs "student layer j <- {source_label} layer i" per layer and the
+    tensors the source lacks (they keep their fresh initialisation), and records `distillation_layer_ids` (the
+    0-based source layers) and `distillation_source` (its name or path, None for an unsaved in-memory model).
+
+    Raises:
+        ValueError: a source tensor's shape differs from the student's, naming both keys and shapes.
+    """
+    key_map = _source_key_map(student, source, layer_ids, layers_path)
+    with torch.no_grad(), gathered_parameters(source):
+        student_state, source_state = student.state_dict(), source.state_dict()
+        for key, source_key in key_map.items():
+            if source_key is None:
+                continue
+            target, value = student_state[key], source_state[source_key]
+            if target.shape != value.shape:
+                fix = (
+                    "Use a `student_init_from` checkpoint with the teacher's dimensions (vocab_size, "
+                    "intermediate_size, max_position_embeddings, ...)."
+                    if source_label != "teacher"
+                    else "Build the student from the teacher's own config."
+                )
+                raise ValueError(
+                    f"Cannot copy {source_label} tensor `{source_key}` of shape {tuple(value.shape)} into student "
+                    f"tensor `{key}` of shape {tuple(target.shape)} (the student follows the teacher's config). {fix}"
+                )
+            target.copy_(value)
+    for student_index, source_index in enumerate(layer_ids):
+        logger.info(f"student layer {student_index} <- {source_label} layer {source_index}")
+    fresh = [key for key, source_key in key_map.items() if source_key is None]
+    if fresh:
+        logger.info(f"Freshly initialised (not in {source_label}): {', '.join(fresh)}")
+    student.config.distillation_layer_ids = list(layer_ids)
+    student.config.distillation_source = source.name_or_path or None
 
 
 def build_student_from_teacher(
@@ -257,29 +297,7 @@ def build_student_from_teacher(
 
     config = copy.deepcopy(teacher.config)  # deep copy keeps label maps, problem_type and `_attn_implementation`
     config.num_hidden_layers = len(ids)
-    config.distillation_layer_ids = ids
-    config.distillation_source = source.name_or_path or None
     config.name_or_path = ""
     student = type(teacher)(config).to(device=teacher.device, dtype=teacher.dtype)
-
-    key_map = _source_key_map(student, source, ids)
-    with torch.no_grad(), gathered_parameters(source):
-        student_state, source_state = student.state_dict(), source.state_dict()
-        for key, source_key in key_map.items():
-            if source_key is None:
-                continue
-            target, value = student_state[key], source_state[source_key]
-            if target.shape != value.shape:
-                raise ValueError(
-                    f"Cannot copy {source_label} tensor `{source_key}` of shape {tuple(value.shape)} into student "
-                    f"tensor `{key}` of shape {tuple(target.shape)} (the student follows the teacher's config). "
-                    f"Use a `student_init_from` checkpoint with the teacher's dimensions (vocab_size, "
-                    f"intermediate_size, max_position_embeddings, ...)."
-                )
-            target.copy_(value)
-    for student_index, source_index in enumerate(ids):
-        logger.info(f"student layer {student_index} <- {source_label} layer {source_index}")
-    fresh = [key for key, source_key in key_map.items() if source_key is None]
-    if fresh:
-        logger.info(f"Freshly initialised (not in {source_label}): {', '.join(fresh)}")
+    copy_selected_layers(student, source, ids, source_label=source_label)
     return student.eval()

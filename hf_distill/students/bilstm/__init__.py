@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
+from ...data.word_vectors import load_word_vectors, word_vector_dim
 from ...distributed import gathered_parameters
 from .configuration_bilstm import BiLSTMConfig
 from .modeling_bilstm import BiLSTMForSequenceClassification
@@ -117,7 +118,7 @@ def _teacher_word_embeddings(teacher: PreTrainedModel | None, vocab_size: int) -
 
 
 def read_word_vectors(path: str | Path, vocab: dict[str, int], embedding_dim: int) -> dict[int, torch.Tensor]:
-    """Vectors of the vocabulary's tokens from a `word v1 ... vd` text file, streamed (GloVe files are GBs).
+    """Vectors of the vocabulary's tokens from a `word v1 ... vd` text file, read with `load_word_vectors`.
 
     Args:
         path: the word-vector file (UTF-8; a first `count dim` line, as word2vec writes, is skipped).
@@ -125,40 +126,18 @@ def read_word_vectors(path: str | Path, vocab: dict[str, int], embedding_dim: in
         embedding_dim: the width the file must have.
 
     Returns:
-        `{token id: (embedding_dim,) float tensor}` for the tokens found.
+        `{token id: (embedding_dim,) float tensor}` for the tokens found (a word listed twice: its first vector).
     """
-    path = Path(path)
-    if not path.is_file():
+    file_dim = word_vector_dim(path, "embedding_file")
+    if file_dim != embedding_dim:
         raise ValueError(
-            f"`embedding_file` is {str(path)!r}, which is not a file. Pass an existing GloVe-format file."
+            f"`embedding_file` {str(path)!r} has {file_dim}-d vectors, but `embedding_dim` is {embedding_dim}. "
+            f"Pass `embedding_dim={file_dim}` or a {embedding_dim}-d file."
         )
-    wanted = set(vocab) | {token.lower() for token in vocab}
+    words, vectors = load_word_vectors(path, "embedding_file", keep=set(vocab) | {token.lower() for token in vocab})
     by_word: dict[str, torch.Tensor] = {}
-    file_dim = None
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            parts = line.rstrip().split(" ")
-            if line_number == 1 and len(parts) == 2 and all(part.isdigit() for part in parts):
-                continue
-            if file_dim is None:
-                file_dim = len(parts) - 1
-                if file_dim != embedding_dim:
-                    raise ValueError(
-                        f"`embedding_file` {str(path)!r} has {file_dim}-d vectors, but `embedding_dim` is "
-                        f"{embedding_dim}. Pass `embedding_dim={file_dim}` or a {embedding_dim}-d file."
-                    )
-            if len(parts) <= file_dim:
-                raise ValueError(
-                    f"`embedding_file` {str(path)!r} line {line_number} has {len(parts)} fields; expected a word "
-                    f"and {file_dim} numbers."
-                )
-            # Some GloVe releases have words containing spaces: the vector is always the last `file_dim` fields.
-            word = " ".join(parts[:-file_dim])
-            if word in wanted and word not in by_word:
-                try:
-                    by_word[word] = torch.tensor([float(x) for x in parts[-file_dim:]])
-                except ValueError as err:
-                    raise ValueError(f"`embedding_file` {str(path)!r} line {line_number}: {err}.") from err
+    for word, vector in zip(words, torch.from_numpy(vectors)):
+        by_word.setdefault(word, vector)
     found = {}
     for token, token_id in vocab.items():
         vector = by_word.get(token, by_word.get(token.lower()))

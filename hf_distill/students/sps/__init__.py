@@ -8,7 +8,6 @@ saved student loads with `AutoModelForSequenceClassification.from_pretrained(pat
 
 from collections.abc import Sequence
 
-import torch
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -18,8 +17,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
-from ...distributed import gathered_parameters
-from ..layer_selection import resolve_student_layer_ids
+from ..layer_selection import copy_selected_layers, resolve_student_layer_ids
 from .configuration_sps import SPSBertConfig
 from .modeling_sps import SPSBertForSequenceClassification, SPSBertModel, SPSBertPreTrainedModel
 
@@ -35,15 +33,6 @@ SPSBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceCl
 
 # Teacher config entries that describe the teacher's class, not the architecture the student inherits.
 _TEACHER_ONLY_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path")
-_LAYER_PREFIX = "bert.encoder.layer."
-
-
-def _teacher_key(student_key: str, layer_ids: Sequence[int]) -> str:
-    """The teacher parameter a student parameter is copied from: same name, layer index mapped through `layer_ids`."""
-    if not student_key.startswith(_LAYER_PREFIX):
-        return student_key
-    index, rest = student_key[len(_LAYER_PREFIX) :].split(".", 1)
-    return f"{_LAYER_PREFIX}{layer_ids[int(index)]}.{rest}"
 
 
 def build_sps_student(
@@ -57,7 +46,7 @@ def build_sps_student(
 
     The student stores k = `num_layers` (or `len(layer_ids)`) layers copied from the teacher's first k layers or from
     `layer_ids`, plus the teacher's embeddings, pooler and classifier, and executes 2k layers. The chosen ids are
-    recorded in `student.config.teacher_layer_ids`.
+    recorded in `student.config.distillation_layer_ids` (also readable as `teacher_layer_ids`), as for plain students.
 
     Args:
         teacher: a `BertForSequenceClassification` (model_type "bert").
@@ -75,23 +64,14 @@ def build_sps_student(
     layer_ids = resolve_student_layer_ids(num_teacher_layers, num_layers=num_layers, layer_ids=layer_ids)
 
     config_dict = {k: v for k, v in teacher.config.to_dict().items() if k not in _TEACHER_ONLY_CONFIG_KEYS}
-    config = SPSBertConfig.from_dict(
-        {**config_dict, "num_hidden_layers": len(layer_ids), "shuffle_qk": shuffle_qk, "teacher_layer_ids": layer_ids}
-    )
+    config = SPSBertConfig.from_dict({**config_dict, "num_hidden_layers": len(layer_ids), "shuffle_qk": shuffle_qk})
     config._attn_implementation = teacher.config._attn_implementation
     student = SPSBertForSequenceClassification(config)
 
-    with torch.no_grad(), gathered_parameters(teacher):
-        teacher_state = teacher.state_dict()
-        for key, tensor in student.state_dict().items():
-            source = teacher_state[_teacher_key(key, layer_ids)]
-            assert source.shape == tensor.shape, f"{key}: student {tuple(tensor.shape)}, teacher {tuple(source.shape)}"
-            tensor.copy_(source)
-    for student_layer, teacher_layer in enumerate(layer_ids):
-        logger.info(
-            f"SPS student layer {student_layer} (executed as {student_layer + 1} and "
-            f"{student_layer + 1 + len(layer_ids)}) <- teacher layer {teacher_layer}"
-        )
+    copy_selected_layers(student, teacher, layer_ids, layers_path="encoder.layer")
+    logger.info(
+        f"SPS student: stored layer j (0-based) is executed twice, as layers j + 1 and j + 1 + {len(layer_ids)}."
+    )
     return student
 
 

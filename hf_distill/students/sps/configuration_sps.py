@@ -17,8 +17,11 @@ class SPSBertConfig(BertConfig):
     Args:
         shuffle_qk (`bool`, *optional*, defaults to `True`):
             Swap Query and Key in the second pass (SPS); `False` gives paired parameter sharing.
-        teacher_layer_ids (`list[int]`, *optional*):
-            The 0-based teacher layers the stored layers were copied from, recorded by `build_sps_student`.
+        distillation_layer_ids (`list[int]`, *optional*):
+            The 0-based teacher layers the stored layers were copied from, recorded by `build_sps_student` (the key
+            plain students use too). `teacher_layer_ids`, the key of earlier versions, reads and sets it.
+        distillation_source (`str`, *optional*):
+            The name or path of the teacher the layers were copied from.
         kwargs:
             Everything `BertConfig` takes; `num_hidden_layers` is the number of stored layers k.
     """
@@ -26,7 +29,17 @@ class SPSBertConfig(BertConfig):
     model_type = "hf_distill_sps_bert"
 
     shuffle_qk: bool = True
-    teacher_layer_ids: list[int] | None = None
+    distillation_layer_ids: list[int] | None = None
+    distillation_source: str | None = None
+
+    @property
+    def teacher_layer_ids(self) -> list[int] | None:
+        """`distillation_layer_ids` under its former name (configs saved before may hold this key)."""
+        return self.distillation_layer_ids
+
+    @teacher_layer_ids.setter
+    def teacher_layer_ids(self, value: list[int] | None) -> None:
+        self.distillation_layer_ids = value
 
     @property
     def num_executed_layers(self) -> int:

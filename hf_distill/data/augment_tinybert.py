@@ -1,8 +1,5 @@
-"""TinyBERT's data augmentation (Jiao et al. 2020, Algorithm 1) and a generic driver over `datasets`.
-
-An *augmenter* is any object with `augment(text, rng) -> list[str]` returning new, unique variants of one sentence
-(never the sentence itself). `TinyBertAugmenter` implements Algorithm 1; `augment_dataset` applies any augmenter to
-a `datasets.Dataset`, keeping every original row and copying the other columns onto the variants.
+"""TinyBERT's data augmentation (Jiao et al. 2020, Algorithm 1): `TinyBertAugmenter`, an `Augmenter` (see
+`hf_distill.data.augmentation`, whose `augment_dataset` applies it to a `datasets.Dataset`).
 
 Differences from the reference implementation, all deliberate:
 - All maskable words of a sentence go through the masked LM in one batched forward (the reference runs one
@@ -18,16 +15,13 @@ Differences from the reference implementation, all deliberate:
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-import datasets
-import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BasicTokenizer, PreTrainedModel
 from transformers.utils import logging
 
-from .glue import AUGMENTED_COLUMN
+from .word_vectors import load_word_vectors
 
 logger = logging.get_logger(__name__)
 
@@ -44,13 +38,6 @@ DEFAULT_STOPWORDS = frozenset(
     doesn hadn hasn haven isn ma mightn mustn needn shan shouldn wasn weren won wouldn
     """.split()
 )
-
-
-@runtime_checkable
-class Augmenter(Protocol):
-    """What `augment_dataset` needs: new unique variants of one sentence, never the sentence itself."""
-
-    def augment(self, text: str, rng: random.Random) -> list[str]: ...
 
 
 class WordEmbeddings:
@@ -80,34 +67,16 @@ class WordEmbeddings:
 
     @classmethod
     def from_glove(cls, glove_file: str | Path, max_words: int | None = 100_000) -> "WordEmbeddings":
-        """Read a GloVe text file (`word v1 ... vd` per line), keeping its first `max_words` lines (the reference
-        keeps 100k). Words containing spaces (GloVe 840B has a few) are supported: the last `d` fields are the vector.
-        """
-        path = Path(glove_file)
-        if not path.is_file():
-            raise ValueError(
-                f"`glove_file` (--glove_file, the word_embeddings_file) {str(glove_file)!r} does not exist. Pass "
-                "the path of a GloVe text file such as glove.6B.300d.txt, or leave it unset to use the masked LM's "
-                "own input embeddings."
-            )
-        words, rows, dim = [], [], None
-        with path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if max_words is not None and len(words) >= max_words:
-                    break
-                fields = line.rstrip("\n").rstrip(" ").split(" ")
-                dim = len(fields) - 1 if dim is None else dim
-                if len(fields) <= dim or dim < 1:
-                    raise ValueError(
-                        f"`glove_file` {str(path)!r} line {line_number} has {len(fields)} fields, expected a word and "
-                        f"{max(dim, 1)} numbers. Check that the file is a GloVe text file."
-                    )
-                words.append(" ".join(fields[:-dim]))
-                rows.append(np.asarray(fields[-dim:], dtype=np.float32))
-        if not words:
-            raise ValueError(f"`glove_file` {str(path)!r} is empty. Pass a GloVe text file with at least one word.")
-        logger.info(f"Loaded {len(words)} {dim}-d word vectors from {path}.")
-        return cls(words, torch.from_numpy(np.stack(rows)))
+        """Read a GloVe text file (`word v1 ... vd` per line) with `load_word_vectors`, keeping its first
+        `max_words` words (the reference keeps 100k)."""
+        words, vectors = load_word_vectors(
+            glove_file,
+            "glove_file",
+            max_words=max_words,
+            hint="Or leave `glove_file` unset to use the masked LM's own input embeddings.",
+        )
+        logger.info(f"Loaded {len(words)} {vectors.shape[1]}-d word vectors from {glove_file}.")
+        return cls(words, torch.from_numpy(vectors))
 
     @classmethod
     def from_mlm_input_embeddings(cls, model: PreTrainedModel, tokenizer) -> "WordEmbeddings":
@@ -324,67 +293,3 @@ class TinyBertAugmenter:
                 seen.add(variant)
                 variants.append(variant)
         return variants
-
-
-def augment_dataset(
-    dataset: datasets.Dataset,
-    text_columns: Sequence[str],
-    augmenter: Augmenter,
-    *,
-    seed: int = 42,
-    num_proc: int = 1,
-    desc: str = "Augmenting",
-) -> datasets.Dataset:
-    """Each example followed by its variants, other columns (label, idx, ...) copied, plus a bool `augmented` column.
-
-    With several text columns (pair tasks) each column is augmented in turn with the others unchanged. Each example
-    draws from its own `random.Random` seeded by `(seed, example index)`, so the output depends only on `seed`,
-    not on `num_proc` or batching. With `num_proc > 1` the augmenter is pickled into worker processes.
-    """
-    if not text_columns:
-        raise ValueError("`text_columns` is empty. Name the column(s) holding the text, e.g. ['sentence'].")
-    missing = [column for column in text_columns if column not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"`text_columns` {list(text_columns)} includes {missing}, which the dataset lacks. Its columns are "
-            f"{dataset.column_names}."
-        )
-    if AUGMENTED_COLUMN in dataset.column_names:
-        raise ValueError(
-            f"`dataset` already has an `{AUGMENTED_COLUMN}` column, so it is augmented already. Augment the original "
-            "data instead."
-        )
-    if not isinstance(augmenter, Augmenter):
-        raise ValueError(f"`augmenter` ({type(augmenter).__name__}) has no `augment(text, rng)` method.")
-
-    def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        if num_proc > 1:
-            # Forked workers hang on entering the parent's OpenMP thread pool (libgomp does not survive fork);
-            # single-threaded torch never enters it, and one thread per process is the right split of cores anyway.
-            torch.set_num_threads(1)
-        out = {name: [] for name in [*batch, AUGMENTED_COLUMN]}
-
-        def emit(row: dict, augmented: bool) -> None:
-            for name, value in row.items():
-                out[name].append(value)
-            out[AUGMENTED_COLUMN].append(augmented)
-
-        for position, index in enumerate(indices):
-            row = {name: values[position] for name, values in batch.items()}
-            rng = random.Random(f"{seed}:{index}")
-            emit(row, False)
-            for column in text_columns:
-                for variant in augmenter.augment(row[column], rng):
-                    emit({**row, column: variant}, True)
-        return out
-
-    features = datasets.Features({**dataset.features, AUGMENTED_COLUMN: datasets.Value("bool")})
-    return dataset.map(
-        expand,
-        batched=True,
-        batch_size=16,
-        with_indices=True,
-        num_proc=num_proc if num_proc > 1 else None,
-        features=features,
-        desc=desc,
-    )
