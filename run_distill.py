@@ -53,7 +53,6 @@ from hf_distill.guards import (
 )
 from hf_distill.io import write_json_atomic, write_text_atomic
 from hf_distill.methods import get_method, load_method_plugins
-from hf_distill.model_card import render_model_card
 from hf_distill.peft_utils import (
     StudentPeftArguments,
     add_student_lora,
@@ -180,20 +179,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     table = summary_table(rows)
     metrics["summary"] = rows
+    local_data = data_args.train_file or data_args.data_dir  # files read instead of the Hub dataset
+    trainer.model_card_details.update(
+        teacher=teacher_path,
+        task=task,
+        summary_rows=rows,
+        dataset=None if local_data else data_args.dataset_name,
+        local_data=local_data,
+        base_model=teacher_args.teacher_hub_id,
+    )
     if config.should_save:
         write_text_atomic(f"{config.output_dir}/summary.md", table + "\n")
-        local_data = data_args.train_file or data_args.data_dir  # files read instead of the Hub dataset
-        card = render_model_card(
-            student=trainer.model,
-            teacher=teacher_path,
-            args=config,
-            task=task,
-            summary_rows=rows,
-            dataset=None if local_data else data_args.dataset_name,
-            local_data=local_data,
-            base_model=teacher_args.teacher_hub_id,
-        )
-        write_text_atomic(f"{config.output_dir}/README.md", card)
+        trainer.create_model_card()  # README.md; `push_to_hub` writes the same card again before uploading
     if trainer.is_world_process_zero():
         print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
     if config.push_to_hub:

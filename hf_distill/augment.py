@@ -30,6 +30,7 @@ from transformers.utils import logging
 
 from hf_distill.cli import parse_arguments
 from hf_distill.data import load_task_dataset
+from hf_distill.data.augment_tang import TangAugmenter
 from hf_distill.data.augment_tinybert import TinyBertAugmenter, WordEmbeddings, load_masked_lm
 from hf_distill.data.augmentation import AUGMENTED_COLUMN, Augmenter, augment_dataset
 from hf_distill.guards import check_tokenizer_vocabulary, load_pretrained
@@ -47,10 +48,11 @@ class AugmentArguments:
     output_file: str = field(metadata={"help": "Where to write: .jsonl, .json (JSON lines), .csv, .tsv or .parquet."})
     overwrite_output_file: bool = field(default=False, metadata={"help": "Replace an existing `output_file`."})
     method: str = field(
-        default="tinybert",
+        default=TinyBertAugmenter.rules_name,
         metadata={
-            "help": "tinybert (Jiao et al., Algorithm 1) or tang (Tang et al.).",
-            "choices": ["tinybert", "tang"],
+            "help": f"{TinyBertAugmenter.rules_name} (Jiao et al., Algorithm 1) or {TangAugmenter.rules_name} "
+            "(Tang et al.).",
+            "choices": [TinyBertAugmenter.rules_name, TangAugmenter.rules_name],
         },
     )
     seed: int = field(default=42, metadata={"help": "Same seed, same output, whatever `num_proc`."})
@@ -107,10 +109,7 @@ class AugmentArguments:
 
 def build_augmenter(args: AugmentArguments, train: datasets.Dataset, text_columns: tuple[str, ...]) -> Augmenter:
     """The augmenter `args.method` names, its MLM on `args.device` for TinyBERT."""
-    if args.method == "tang":
-        # Imported on use: TinyBERT runs need nothing from Tang's module or its optional spaCy tagger.
-        from hf_distill.data.augment_tang import TangAugmenter
-
+    if args.method == TangAugmenter.rules_name:
         texts = [text for column in text_columns for text in train[column]]
         return TangAugmenter(texts, p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng, n_iter=args.n_iter)
     model, tokenizer = load_pretrained(

@@ -1,15 +1,16 @@
 """The model card (README.md) of a distilled student: the Hub's YAML metadata, then the teacher, the method and its
 settings, teacher-vs-student dev results with parameters and speed-up, and how to load the student.
 
-`run_distill.py` writes it into the output folder after training; `DistillationTrainer.create_model_card` leaves a
-card carrying `MODEL_CARD_TAG` alone, so `push_to_hub` uploads this card instead of Trainer's generic draft.
+`DistillationTrainer.create_model_card` writes it (so `trainer.push_to_hub()` publishes it from any code), from a
+template (`templates/model_card.md`) through `huggingface_hub`'s `ModelCard`; `run_distill.py` adds the task, the
+closing table and the data source to what the trainer knows.
 """
 
 import os
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCardData, metadata_load
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from torch import nn
 from transformers import TrainingArguments
 
@@ -151,7 +152,10 @@ def _settings_table(settings: dict[str, Any]) -> str:
     return format_markdown_table(rows, ["setting", "value"])
 
 
-def render_model_card(
+TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
+
+
+def build_model_card(
     *,
     student: nn.Module,
     teacher: str,
@@ -163,16 +167,18 @@ def render_model_card(
     base_model: str | None = None,
     model_name: str | None = None,
     tags: tuple[str, ...] = (),
-) -> str:
-    """The README.md of a distilled student, with the Hub's YAML metadata header.
+) -> ModelCard:
+    """The model card of a distilled student: `huggingface_hub`'s `ModelCard` from `templates/model_card.md`, with
+    the Hub's YAML metadata (`ModelCardData`).
 
     Args:
         student: the saved student (a plain model, or an unmerged `PeftModel`, whose card names its base).
         teacher: the teacher as given to the run (Hub id or local folder).
-        args: the run's `DistillationConfig`; its `effective_distillation_config()` is the settings table.
+        args: the run's `DistillationConfig`; its `method_settings()` is the settings table.
         task: the task trained and evaluated on.
-        summary_rows: `run_distill.py`'s closing rows, teacher first and student last, each with the main metric,
-            `parameters (M)`, size, latency and `speed-up` (as `cli.summary_table` fills them).
+        summary_rows: the results table: `run_distill.py`'s closing rows, teacher first and student last, each with
+            the main metric, `parameters (M)`, size, latency and `speed-up` (as `cli.summary_table` fills them); or
+            the student's row alone (a card written from a trainer that never evaluated the teacher).
         dataset: the Hub dataset id the run loaded, for the `datasets` metadata (e.g. "nyu-mll/glue"); None when
             it read local files, which the Hub's metadata cannot name.
         local_data: the local files or folder the run read instead (`data_dir`, `train_file`), named in the text.
@@ -181,8 +187,7 @@ def render_model_card(
             the output folder's name.
         tags: extra Hub tags.
     """
-    settings = args.effective_distillation_config()
-    method = settings["method"]
+    method = args.method
     model_name = model_name or args.hub_model_id or Path(args.output_dir).name
     facts = _student_facts(student)
     metadata = _metadata(
@@ -200,32 +205,43 @@ def render_model_card(
         data_source = f"`{dataset}` ({task.name})"
     else:
         data_source = f"the task `{task.name}` from local files" + (f" (`{local_data}`)" if local_data else "")
-    teacher_row, student_row = summary_rows[0], summary_rows[-1]
-    metric = task.main_metric
-    columns = list(student_row)
-    student_value, teacher_value = (format_cell(row.get(metric)) for row in (student_row, teacher_row))
-    student_size, teacher_size = (format_cell(row.get("parameters (M)")) for row in (student_row, teacher_row))
-    headline = (
-        f"On the {task.validation_split} split the student scores {metric} {student_value} against the teacher's "
-        f"{teacher_value}, with {student_size}M parameters (teacher: {teacher_size}M) and a measured speed-up of "
-        f"{format_cell(student_row.get('speed-up'))}× in batch latency."
+    student_row, metric = summary_rows[-1], task.main_metric
+    student_value, student_size = format_cell(student_row.get(metric)), format_cell(student_row.get("parameters (M)"))
+    if len(summary_rows) > 1:
+        teacher_row = summary_rows[0]
+        headline = (
+            f"On the {task.validation_split} split the student scores {metric} {student_value} against the "
+            f"teacher's {format_cell(teacher_row.get(metric))}, with {student_size}M parameters (teacher: "
+            f"{format_cell(teacher_row.get('parameters (M)'))}M) and a measured speed-up of "
+            f"{format_cell(student_row.get('speed-up'))}× in batch latency."
+        )
+        results_note = (
+            "Latency is the mean time of a forward pass over one evaluation batch, measured after training on the "
+            "machine that ran the distillation; the speed-up is relative to the teacher."
+        )
+    else:
+        headline = f"On the {task.validation_split} split the student scores {metric} {student_value}, with " \
+            f"{student_size}M parameters."
+        results_note = "The teacher was not evaluated in this run (`run_distill.py` adds it, with latencies)."
+    return ModelCard.from_template(
+        metadata,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        introduction=(
+            f"A student model distilled with `{method}` from the teacher {teacher_link} on {data_source}, using "
+            "`hf_distill` (a Hugging Face `Trainer` extension for knowledge distillation). "
+            + get_method(method).summary
+        ),
+        headline=headline,
+        results_table=format_markdown_table(summary_rows, list(student_row)),
+        results_note=results_note,
+        architecture=_architecture(facts),
+        method_settings=_settings_table(args.method_settings()),
+        training_settings=_settings_table(_training_settings(args)),
+        usage=_usage(model_name, facts),
     )
-    sections = [
-        f"# {model_name}",
-        f"A student model distilled with `{method}` from the teacher {teacher_link} on {data_source}, using "
-        "`hf_distill` (a Hugging Face `Trainer` extension for knowledge distillation). "
-        + get_method(method).summary,
-        "## Results",
-        headline,
-        format_markdown_table(summary_rows, columns),
-        "Latency is the median time of a forward pass over one evaluation batch, measured after training on the "
-        "machine that ran the distillation; the speed-up is relative to the teacher.",
-        "## Distillation",
-        f"Student: {_architecture(facts)}.",
-        _settings_table(args.method_settings()),
-        "## Training",
-        _settings_table(_training_settings(args)),
-        "## Usage",
-        _usage(model_name, facts),
-    ]
-    return f"---\n{metadata.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def render_model_card(**kwargs) -> str:
+    """The README.md text of `build_model_card(**kwargs)`."""
+    return str(build_model_card(**kwargs))

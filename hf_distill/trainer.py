@@ -2,22 +2,25 @@
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_utils import unwrap_model
 from transformers.utils import logging
 
 from . import guards
 from .config import DistillationConfig
+from .data import TaskSpec
 from .data.glue import AUGMENTED_COLUMN
 from .distributed import prepare_teacher
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
-from .model_card import is_distillation_card
+from .model_card import build_model_card, hub_model_id
 from .peft_utils import load_teacher, merge_peft_model
+from .summary import count_parameters
 from .teacher_cache import CACHE_ROW_COLUMN, TeacherCache, load_or_build_teacher_cache, teacher_autocast
 
 if TYPE_CHECKING:
@@ -105,6 +108,9 @@ class DistillationTrainer(Trainer):
         if self._extra_parameters():
             self.add_callback(_ClearGradients(self._extra_parameters()))
         self.teacher_cache: TeacherCache | None = self._prepare_teacher_cache() if args.teacher_cache else None
+        # What `run_distill.py` adds to the model card: `task`, `summary_rows`, `teacher`, `dataset`, `local_data`,
+        # `base_model` (the keyword arguments of `build_model_card`).
+        self.model_card_details: dict[str, Any] = {}
         self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -270,11 +276,71 @@ class DistillationTrainer(Trainer):
         super().log(logs, start_time)
 
     # -- Hub -----------------------------------------------------------------------------------------------------
-    def create_model_card(self, *args, **kwargs) -> None:
-        # `push_to_hub` calls this right before uploading: keep the card run_distill.py wrote (teacher, method,
-        # teacher-vs-student results) instead of replacing it with Trainer's generic draft.
-        if not is_distillation_card(f"{self.args.output_dir}/README.md"):
-            super().create_model_card(*args, **kwargs)
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Write the distillation model card (`hf_distill.model_card.build_model_card`) to `output_dir/README.md`.
+
+        `push_to_hub` calls this before uploading, so a student pushed from any code carries the same card as one
+        pushed by `run_distill.py`, which fills `model_card_details` (task, closing table, data source); without
+        them the card describes the task from the student's labels and its latest evaluation. The arguments are
+        Trainer's: `tags` are added, `model_name` names the repo (the full `hub_model_id` when it is that repo),
+        `finetuned_from` is the Hub `base_model` unless the details name one, `dataset` a Hub dataset id.
+        """
+        if not self.is_world_process_zero():
+            return
+        details = dict(self.model_card_details)
+        hub_id = self.args.hub_model_id
+        if hub_id and model_name in (None, hub_id.split("/")[-1]):
+            model_name = hub_id
+        extra_tags = (tags,) if isinstance(tags, str) else tuple(tags or ())
+        card = build_model_card(
+            student=self.model,
+            teacher=details.pop("teacher", None) or getattr(self.teacher, "name_or_path", "") or "the teacher",
+            args=self.args,
+            task=details.pop("task", None) or self._card_task(dataset),
+            summary_rows=details.pop("summary_rows", None) or [self._card_student_row()],
+            dataset=details.pop("dataset", dataset if isinstance(dataset, str) else None),
+            base_model=details.pop("base_model", None) or hub_model_id(finetuned_from),
+            model_name=model_name or details.pop("model_name", None),
+            tags=extra_tags,
+            **details,
+        )
+        card.save(f"{self.args.output_dir}/README.md")
+
+    def _card_task(self, dataset: str | None) -> TaskSpec:
+        """The task as the student's config and the latest evaluation describe it (no `TaskSpec` was given)."""
+        config = getattr(unwrap_model(self.model), "config", None)
+        id2label = getattr(config, "id2label", None) or {}
+        label_names = None if getattr(config, "num_labels", 2) == 1 else tuple(id2label[i] for i in sorted(id2label))
+        metrics = tuple(name[len("eval_"):] for name in self._latest_eval_metrics()) or ("loss",)
+        return TaskSpec(dataset if isinstance(dataset, str) else "custom", (), label_names, metrics)
+
+    def _latest_eval_metrics(self) -> dict[str, float]:
+        """The task metrics of the latest evaluation in the log (not its losses or timings)."""
+        timings = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
+        for log in reversed(self.state.log_history):
+            metrics = {key: value for key, value in log.items() if key.startswith("eval_")}
+            if metrics:  # losses (`eval_loss`, `eval_loss_kd`, ...) are not task metrics
+                return {key: value for key, value in metrics.items()
+                        if not key.startswith("eval_loss") and not key.endswith(timings)}
+        return {}
+
+    def _card_student_row(self) -> dict[str, Any]:
+        return {
+            "model": f"student ({self.args.method})",
+            **{name[len("eval_"):]: value for name, value in self._latest_eval_metrics().items()},
+            "parameters (M)": count_parameters(self.model) / 1e6,
+        }
 
 
 def _check_compatible(teacher: PreTrainedModel, student: nn.Module) -> None:

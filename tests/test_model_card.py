@@ -215,18 +215,37 @@ def test_push_to_hub_uploads_only_the_student_and_our_card(
         method == "tinybert")
 
 
-def test_trainer_writes_its_own_card_only_when_ours_is_absent(tmp_path, tiny_teacher):
-    args = DistillationConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = DistillationTrainer(model=make_tiny_bert(seed=1, num_hidden_layers=2), teacher_model=tiny_teacher,
-                                  args=args)
-    trainer.create_model_card(model_name="draft")
-    draft = (tmp_path / "README.md").read_text()
-    assert "draft" in draft and not is_distillation_card(tmp_path / "README.md")
-    ours = render_model_card(student=trainer.model, teacher="org/teacher", args=args, task=get_task("sst2"),
-                             summary_rows=ROWS)
-    (tmp_path / "README.md").write_text(ours)
-    trainer.create_model_card(model_name="draft")
-    assert (tmp_path / "README.md").read_text() == ours
+def test_trainer_writes_the_distillation_card_from_user_code(tmp_path, tiny_teacher):
+    """`trainer.push_to_hub()` from user code calls `create_model_card`: it must write our card, not Trainer's
+    generic draft, describing the task from the student's labels and its latest evaluation."""
+    from conftest import make_tiny_dataset
+    from transformers import DataCollatorWithPadding
+
+    args = DistillationConfig(output_dir=str(tmp_path), method="pkd", report_to="none", use_cpu=True, max_steps=1,
+                              hub_model_id="me/tiny-pkd")
+    tiny_teacher.config.id2label, tiny_teacher.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0,
+                                                                                                  "positive": 1}
+    student = build_student_from_teacher(tiny_teacher, num_layers=2)
+    data = make_tiny_dataset(8)
+    trainer = DistillationTrainer(model=student, teacher_model=tiny_teacher, args=args, eval_dataset=data,
+                                  data_collator=DataCollatorWithPadding(make_tiny_tokenizer()),
+                                  compute_metrics=lambda p: {"accuracy": 0.625})
+    trainer.evaluate()
+    trainer.create_model_card(model_name="tiny-pkd", finetuned_from="org/teacher", tags=["my-tag"])
+    card = (tmp_path / "README.md").read_text()
+    assert is_distillation_card(tmp_path / "README.md")
+    metadata = front_matter(card)
+    assert metadata["base_model"] == "org/teacher" and "my-tag" in metadata["tags"]
+    assert "# me/tiny-pkd" in card and "| `beta` | `500.0` |" in card and "scores accuracy 0.625" in card
+    assert "Patient KD" in card and "The teacher was not evaluated in this run" in card
+
+    # With the details run_distill.py adds, the card is the script's own.
+    trainer.model_card_details.update(teacher="org/teacher", task=get_task("sst2"), summary_rows=ROWS,
+                                      dataset="nyu-mll/glue")
+    trainer.create_model_card()
+    assert (tmp_path / "README.md").read_text() == render_model_card(
+        student=trainer.model, teacher="org/teacher", args=args, task=get_task("sst2"), summary_rows=ROWS,
+        dataset="nyu-mll/glue")
 
 
 # -- the scripts' user surface ---------------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ class TangAugmenter:
     Paper defaults: p_mask = p_pos = 0.1, p_ng = 0.25, n_iter = 20 (SST-2) or 10 (MNLI, QQP).
     """
 
+    # `python -m hf_distill.augment --method` of these rules.
+    rules_name = "tang"
+
     def __init__(
         self,
         train_texts: Sequence[str],

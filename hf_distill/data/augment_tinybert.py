@@ -146,6 +146,9 @@ class TinyBertAugmenter:
     the reference.
     """
 
+    # `python -m hf_distill.augment --method` of these rules.
+    rules_name = "tinybert"
+
     def __init__(
         self,
         mlm_model: PreTrainedModel,

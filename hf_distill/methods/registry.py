@@ -15,7 +15,6 @@ from .base import DistillationMethod
 ENTRY_POINT_GROUP = "hf_distill.methods"
 MODULES_ENVIRONMENT_VARIABLE = "HF_DISTILL_METHOD_MODULES"
 PRESET_SETTINGS = ("alpha", "temperature", "beta")
-STUDENT_KINDS = ("plain", "sps", "bilstm")
 
 _METHODS: dict[str, type[DistillationMethod]] = {}
 # The registered names in order; `DistillationConfig.method` offers this very list as its `--method` choices, so
@@ -26,8 +25,9 @@ METHOD_NAMES: list[str] = []
 def register_method(method: type[DistillationMethod]) -> type[DistillationMethod]:
     """Register `method` under `method.name` and return it (usable as a class decorator).
 
-    Refuses what would fail later: a class that is not a `DistillationMethod`, an empty or taken name, presets of
-    unknown settings, or an unknown default student. Registering the same class again is a no-op (module reloads).
+    Refuses what would fail later: a class that is not a `DistillationMethod`, an empty or taken name, or presets of
+    unknown settings (its `default_student` is checked when a student is built). Registering the same class again
+    is a no-op (module reloads).
     """
     if not (isinstance(method, type) and issubclass(method, DistillationMethod)):
         raise ValueError(f"`register_method` takes a `DistillationMethod` subclass, got {method!r}.")
@@ -46,10 +46,6 @@ def register_method(method: type[DistillationMethod]) -> type[DistillationMethod
     unknown = sorted(set(method.presets) - set(PRESET_SETTINGS))
     if unknown:
         raise ValueError(f"{method.__name__}.presets sets {unknown}; presets hold only {list(PRESET_SETTINGS)}.")
-    if method.default_student not in STUDENT_KINDS:
-        raise ValueError(
-            f"{method.__name__}.default_student is {method.default_student!r}; choose one of {list(STUDENT_KINDS)}."
-        )
     _METHODS[name] = method
     METHOD_NAMES.append(name)
     return method

@@ -9,16 +9,18 @@ from transformers.utils import logging
 
 from ..guards import check_fields_apply, check_loaded_weights, check_tokenizer_vocabulary, load_pretrained
 from ..methods import get_method
+from . import bilstm, sps
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
 from .sps import build_sps_student
 
 logger = logging.get_logger(__name__)
 
-STUDENT_ARCHS = ("plain", "sps", "bilstm")
+PLAIN_KIND = "plain"
+STUDENT_ARCHS = (PLAIN_KIND, sps.STUDENT_KIND, bilstm.STUDENT_KIND)
 # Settings only one student kind reads (`guards.check_fields_apply`).
-ARCH_FIELDS = {"sps_shuffle_qk": ("sps",)} | {
-    name: ("bilstm",)
+ARCH_FIELDS = {"sps_shuffle_qk": (sps.STUDENT_KIND,)} | {
+    name: (bilstm.STUDENT_KIND,)
     for name in ("bilstm_embedding_init", "bilstm_embedding_file", "bilstm_hidden_size", "bilstm_fc_hidden_size",
                  "bilstm_pooling")
 }
@@ -84,7 +86,15 @@ class StudentArguments:
 
     def resolved_arch(self, method: str) -> str:
         """`student_arch`, or the student the method's paper uses (`DistillationMethod.default_student`)."""
-        return self.student_arch or get_method(method).default_student
+        if self.student_arch:
+            return self.student_arch
+        default = get_method(method).default_student
+        if default not in STUDENT_ARCHS:
+            raise ValueError(
+                f"Method {method!r} names {default!r} as its `default_student`, which is not a student kind "
+                f"({list(STUDENT_ARCHS)}). Pass `--student_arch`, or fix the method's `default_student`."
+            )
+        return default
 
 
 def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) -> PreTrainedModel:
@@ -136,7 +146,7 @@ def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel,
     if args.student_model_name_or_path:
         return _load_ready_made_student(args, tokenizer, task)
     arch = args.resolved_arch(method)
-    if arch == "bilstm":
+    if arch == bilstm.STUDENT_KIND:
         return build_bilstm_student(
             tokenizer,
             num_labels=task.num_labels,
@@ -152,7 +162,7 @@ def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel,
     if num_layers is None and args.student_layer_ids is None:
         num_layers = max(1, teacher.config.num_hidden_layers // 2)
         logger.info("No student size given: keeping the teacher's first %d layers", num_layers)
-    if arch == "sps":
+    if arch == sps.STUDENT_KIND:
         if args.student_init_from:
             raise ValueError(
                 "`student_init_from` applies to plain students; an SPS student copies its layers from the teacher. "

@@ -26,6 +26,8 @@ BiLSTMConfig.register_for_auto_class()
 BiLSTMForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
 EMBEDDING_INIT_CHOICES = ("random", "teacher", "file")
+# `--student_arch` of this student.
+STUDENT_KIND = "bilstm"
 
 
 def build_bilstm_student(

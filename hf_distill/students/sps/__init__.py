@@ -35,6 +35,10 @@ SPSBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceCl
 _TEACHER_ONLY_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path")
 
 
+# `--student_arch` of this student.
+STUDENT_KIND = "sps"
+
+
 def build_sps_student(
     teacher: PreTrainedModel,
     *,
