@@ -122,7 +122,8 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "1: intermediate layers (embeddings, hidden states, attention scores); 2: prediction layer. "
-            "Unset: run_distill.py / `train_tinybert` run stage 1 then stage 2 (a DistillationTrainer needs 1 or 2). "
+            "Unset: run_distill.py / `hf_distill.pipeline.train_student` run stage 1 then 2 (a DistillationTrainer "
+            "needs 1 or 2). "
             "A config with a stage trains with that stage's learning rate, epochs and schedule.",
             "choices": [1, 2],
         },

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
 
 from .data import TaskSpec
+from .io import move_files_into
 
 T = TypeVar("T")
 
@@ -355,9 +356,9 @@ def save_final_model(trainer: Trainer, output_dir: str | os.PathLike | None = No
 
     The completion marker (`run_complete.json`, written last by the scripts) and the previous run's result files are
     removed first, so from here until the script writes the marker again the folder reads as unfinished. The model is
-    saved into a hidden folder inside `output_dir`, then each file is moved in with `os.replace`, an atomic rename. In
-    a run killed midway each file is the old one or the new one, never a truncated one, and the missing marker says
-    the folder is unfinished. Every process returns only once the folder holds the new model.
+    saved into a hidden folder inside `output_dir`, then each file is moved in by `io.move_files_into` (atomic
+    renames). In a run killed midway each file is the old one or the new one, never a truncated one, and the missing
+    marker says the folder is unfinished. Every process returns only once the folder holds the new model.
     """
     output = Path(output_dir if output_dir is not None else trainer.args.output_dir)
     staging = output / STAGING_DIR_NAME
@@ -369,10 +370,5 @@ def save_final_model(trainer: Trainer, output_dir: str | os.PathLike | None = No
     # `_internal_call` stops `save_model` from pushing the unfinished folder to the Hub; the scripts push at the end.
     trainer.save_model(str(staging), _internal_call=True)
     if trainer.args.should_save:
-        for path in sorted(staging.iterdir()):
-            target = output / path.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(path, target)
-        staging.rmdir()
+        move_files_into(staging, output)
     trainer.accelerator.wait_for_everyone()

@@ -5,6 +5,8 @@ when complete, so a reader (or a run resumed after a crash) never sees a half-wr
 - `write_text_atomic` / `write_json_atomic`: text and JSON results through `atomic_file`.
 - `write_dataset_atomic`: a `datasets.Dataset` as .jsonl/.json/.csv/.tsv/.parquet (augmented training sets).
 - `atomic_directory(path)`: a context manager yielding a temporary folder to fill; it replaces `path` on success.
+- `move_files_into(staging, folder)`: each entry of a filled staging folder replaces its namesake in `folder` (a
+  saved model moving into an `output_dir` that holds other files too).
 
 On any failure (an error, a full disk, Ctrl-C) the temporary file or folder is removed and `path` keeps what it held.
 """
@@ -23,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["atomic_directory", "atomic_file", "write_dataset_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "move_files_into",
+    "write_dataset_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def _temporary_sibling(path: Path, kind: str) -> Path:
@@ -106,3 +115,16 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def move_files_into(staging: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Move every entry of `staging` (a hidden folder inside `folder`, so each move is a rename) into `folder`,
+    replacing its namesake with `os.replace`, then remove `staging`. A reader sees each file old or new, never
+    truncated; a folder entry is replaced whole (the old one deleted first)."""
+    staging, folder = Path(staging), Path(folder)
+    for entry in sorted(staging.iterdir()):
+        target = folder / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()
