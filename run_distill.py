@@ -39,6 +39,7 @@ from hf_distill.cli import (
     make_collator,
     model_summary_row,
     parse_arguments,
+    report_metrics,
     setup_logging,
     summary_table,
     write_completion_marker,
@@ -158,13 +159,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.model = trainer.model_wrapped = merge_peft_model(trainer.model)
     save_final_model(trainer)
     train_metrics = {**train_result.metrics, "train_samples": len(raw["train"])}
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
+    report_metrics(trainer, "train", train_metrics)
     trainer.save_state()
 
     student_metrics = {**trainer.evaluate(), "eval_samples": len(raw["validation"])}
-    trainer.log_metrics("eval", student_metrics)
-    trainer.save_metrics("eval", student_metrics)
+    report_metrics(trainer, "eval", student_metrics)
     teacher_results = {f"teacher_{key}": value for key, value in teacher_metrics.items()}
     trainer.save_metrics("teacher", teacher_results)
     metrics = {**train_metrics, **student_metrics, **teacher_results}

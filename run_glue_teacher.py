@@ -36,6 +36,7 @@ from hf_distill.cli import (
     load_data,
     make_collator,
     parse_arguments,
+    report_metrics,
     setup_logging,
     write_completion_marker,
 )
@@ -116,13 +117,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         # The trained head's labels, from which `load_teacher` rebuilds the base before applying the adapter.
         model.get_base_model().config.save_pretrained(training_args.output_dir)
     train_metrics = {**train_result.metrics, "train_samples": len(raw["train"])}
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
+    report_metrics(trainer, "train", train_metrics)
     trainer.save_state()
 
     eval_metrics = {**trainer.evaluate(), "eval_samples": len(raw["validation"])}
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
+    report_metrics(trainer, "eval", eval_metrics)
     if training_args.push_to_hub:
         trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-classification")
     write_completion_marker(training_args, "run_glue_teacher.py", trainer.accelerator)

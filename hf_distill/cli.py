@@ -205,6 +205,12 @@ def make_collator(tokenizer, data_args: DataArguments) -> DataCollatorWithPaddin
     return DataCollatorWithPadding(tokenizer)
 
 
+def report_metrics(trainer, split: str, metrics: dict[str, Any]) -> None:
+    """Print and save `metrics` as `<split>_results.json` (merged into `all_results.json`), as run_glue.py does."""
+    trainer.log_metrics(split, metrics)
+    trainer.save_metrics(split, metrics)
+
+
 def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: str) -> None:
     """A fine-tuned model must predict the task's labels in the dataset's order (MNLI orders differ by source)."""
     if config.num_labels != task.num_labels:

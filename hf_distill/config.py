@@ -219,6 +219,12 @@ class DistillationConfig(TrainingArguments):
         for name, value in method.presets.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        for name in ("alpha", *(f for f in method.fields if f in ("temperature", "beta"))):
+            if getattr(self, name) is None:
+                raise ValueError(
+                    f"`{name}` is unset and method {self.method!r} has no preset for it. Pass `--{name}`, or add it "
+                    "to the method's `presets`."
+                )
         method.check_config(self)  # before TrainingArguments reads the schedule it may set
         super().__post_init__()
         self._validate_teacher_settings()

@@ -32,7 +32,7 @@ def hub_model_id(name_or_path: str | None) -> str | None:
 
 
 def is_distillation_card(path: str | os.PathLike) -> bool:
-    """Whether `path` is a model card written by `render_model_card` (it carries `MODEL_CARD_TAG`)."""
+    """Whether `path` is a model card of this library (`build_model_card`: it carries `MODEL_CARD_TAG`)."""
     if not Path(path).is_file():
         return False
     return MODEL_CARD_TAG in (metadata_load(path) or {}).get("tags", [])

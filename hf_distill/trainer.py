@@ -200,6 +200,11 @@ class DistillationTrainer(Trainer):
         extra = self._extra_parameters()
         if not extra:
             return super()._clip_grad_norm(model)
+        if self.is_fsdp_enabled:
+            # FSDP's clip needs exactly the wrapped model's parameters (it reduces the norm over shards): clip the
+            # replicated extra weights on their own.
+            torch.nn.utils.clip_grad_norm_(extra, self.args.max_grad_norm)
+            return super()._clip_grad_norm(model)
         return self.accelerator.clip_grad_norm_([*model.parameters(), *extra], self.args.max_grad_norm)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:

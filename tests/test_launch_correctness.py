@@ -197,8 +197,17 @@ def test_tinybert_stage_two_on_regression_is_mse_to_the_gold_score(tmp_path):
     with torch.no_grad():
         prediction = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                    token_type_ids=batch["token_type_ids"]).logits.squeeze(-1)
+        teacher_prediction = trainer.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                             token_type_ids=batch["token_type_ids"]).logits.squeeze(-1)
     torch.testing.assert_close(loss, ((prediction - batch["labels"]) ** 2).mean())
-    assert set(trainer._term_buffer["eval"]) == {"loss_ce"}
+    assert set(trainer._term_buffer["eval"]) == {"loss_ce", "loss_mse"}
+
+    # Augmented rows have no trustworthy score: they fit the teacher's prediction, averaged over all rows.
+    augmented = torch.tensor([False, True, True, False, False, False, True, False])
+    loss = trainer.compute_loss(trainer.model, {**batch, "augmented": augmented})
+    gold = ((prediction - batch["labels"]) ** 2)[~augmented].mean()
+    to_teacher = ((prediction - teacher_prediction) ** 2)[augmented].sum() / 8
+    torch.testing.assert_close(loss, gold + to_teacher)
 
 
 # -- 5. TinyBERT stage 1 does not depend on how far a batch is padded -----------------------------------------------
@@ -265,3 +274,11 @@ def test_max_grad_norm_clips_the_projections_with_the_student(tmp_path):
     student_moved = torch.cat([p.detach().flatten() for p in trainer.model.parameters()]) - student_before
     # One SGD step at lr 1 moves every trained weight by the clipped gradient: norm 1e-3 in all.
     assert torch.cat([moved, student_moved]).norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_a_one_stage_tinybert_config_copies_to_the_other_stage(tmp_path):
+    import dataclasses
+
+    stage1 = config(tmp_path, method="tinybert", tinybert_stage=1, tinybert_stage1_learning_rate=1e-4)
+    stage2 = dataclasses.replace(stage1, tinybert_stage=2)
+    assert (stage2.learning_rate, stage2.num_train_epochs, stage2.lr_scheduler_type.value) == (3e-5, 3.0, "linear")

@@ -132,3 +132,30 @@ def test_every_module_imports_first_and_on_its_own(order):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     assert int(result.stdout.split()[-1]) > 30
+
+
+def test_a_plugin_without_presets_gets_kd_defaults_and_unset_settings_are_named(tmp_path):
+    class Bare(DistillationMethod):
+        name = "bare_kd"
+
+    register_method(Bare)
+    args = DistillationConfig(output_dir=str(tmp_path), method="bare_kd", report_to=[])
+    assert (args.alpha, args.temperature) == (0.7, 10.0)  # the base class's loss is KD, and so are its presets
+
+    class NoAlpha(DistillationMethod):
+        name = "no_alpha"
+        presets = {"temperature": 2.0}
+
+    register_method(NoAlpha)
+    with pytest.raises(ValueError, match="`alpha` is unset and method 'no_alpha' has no preset"):
+        DistillationConfig(output_dir=str(tmp_path), method="no_alpha", report_to=[])
+
+
+def test_a_broken_entry_point_is_named(tmp_path, monkeypatch):
+    dist_info = tmp_path / "broken_plugin-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nbroken = no_such_module_anywhere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"entry point 'broken' of broken-plugin \(no_such_module_anywhere\)"):
+        load_method_plugins()

@@ -6,8 +6,8 @@ intermediate tensors around both forward passes, the loss terms, weights trained
 stages before or after the main training. `DistillationTrainer` builds one instance per trainer; the registry
 (`hf_distill.methods`) maps names to classes.
 
-Loss terms are written against what every task has: prediction logits `(N, C)` over the positions that count (one
-per example for sequence classification) and the hard labels of those positions (-100 where there is none).
+Loss terms are written against what every task has: prediction logits `(N, C)` over the predictions that count and
+their hard labels (-100 where there is none); for sequence classification N is the batch (one per example).
 """
 
 from contextlib import nullcontext
@@ -32,7 +32,8 @@ LABELLED_TERMS = ("loss_ce",)
 
 @dataclass
 class LossInputs:
-    """What a method's loss terms read for one batch.
+    """What a method's loss terms read for one batch (sequence classification: one prediction per example, logits
+    `(B, C)`; a task with several predictions per example selects the positions that count before this).
 
     `student_outputs`/`teacher_outputs`: the models' outputs (`logits`, and `hidden_states` when the method asked for
     them; the teacher's may come from the cache, with the cached layers only). `labels`: hard labels, -100 where a
@@ -64,11 +65,12 @@ class DistillationMethod:
     name: ClassVar[str] = ""
     # One sentence for the model card and `--help`.
     summary: ClassVar[str] = ""
-    # Values for loss settings left unset (None) in `DistillationConfig` (alpha, temperature, beta).
-    presets: ClassVar[dict[str, float]] = {}
+    # Values for loss settings left unset (None) in `DistillationConfig` (alpha, temperature, beta). The default
+    # loss below is KD's, so these are KD's (PKD's shipped run, α = 0.7, T = 10, as the PKD paper compares them).
+    presets: ClassVar[dict[str, float]] = {"alpha": 0.7, "temperature": 10.0}
     # `DistillationConfig` fields this method reads among those only some methods read; a method that does not list
     # a field refuses it when set (`guards.check_fields_apply`). Fields no method lists (alpha, ...) are shared.
-    fields: ClassVar[tuple[str, ...]] = ()
+    fields: ClassVar[tuple[str, ...]] = ("temperature",)
     # Student kind built by `run_distill.py` when `--student_arch` is not given: plain, sps or bilstm.
     default_student: ClassVar[str] = "plain"
     # Whether its teacher outputs (logits and `cached_teacher_layers` [CLS] states) fit the teacher cache.

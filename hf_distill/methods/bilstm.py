@@ -12,6 +12,7 @@ class BiLSTMDistillation(DistillationMethod):
     summary = "Tang et al.: a small BiLSTM student matching the teacher's raw logits by squared error."
     # Pure logit MSE on the (augmented, teacher-labelled) transfer set, the paper's best; no temperature.
     presets = {"alpha": 1.0}
+    fields = ()
     default_student = "bilstm"
 
     def distillation_term(self, student_logits, teacher_logits) -> LossTerms:

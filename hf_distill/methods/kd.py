@@ -8,6 +8,5 @@ from .registry import register_method
 class KD(DistillationMethod):
     name = "kd"
     summary = "Hinton's KD: hard-label CE plus the temperature-scaled KL to the teacher's soft labels."
-    # PKD's shipped run (α = 0.7, T = 10), so that KD and PKD compare at the same α and T, as in the PKD paper.
-    presets = {"alpha": 0.7, "temperature": 10.0}
-    fields = ("temperature",)
+    # Presets and the loss are `DistillationMethod`'s: PKD's shipped run (α = 0.7, T = 10), so that KD and PKD
+    # compare at the same α and T, as in the PKD paper.

@@ -54,7 +54,14 @@ def register_method(method: type[DistillationMethod]) -> type[DistillationMethod
 def load_method_plugins() -> None:
     """Import the method modules of the `hf_distill.methods` entry points and of `HF_DISTILL_METHOD_MODULES`."""
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        entry_point.load()
+        try:
+            entry_point.load()
+        except Exception as error:
+            package = getattr(entry_point.dist, "name", "an installed package")
+            raise ValueError(
+                f"The `{ENTRY_POINT_GROUP}` entry point {entry_point.name!r} of {package} ({entry_point.value}) fails "
+                f"to load: {type(error).__name__}: {error}. Fix or uninstall that package."
+            ) from error
     for module in os.environ.get(MODULES_ENVIRONMENT_VARIABLE, "").split(","):
         if module.strip():
             try:

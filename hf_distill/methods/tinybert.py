@@ -302,16 +302,28 @@ class TinyBERT(DistillationMethod):
         if self.stage == 1:
             return self.intermediate_terms(inputs)
         if inputs.is_regression:
-            # The reference's stage 2 on a regression task (STS-B) fits the gold score: no teacher term, so `alpha`
-            # has no effect here.
-            if inputs.labels is None:
-                raise ValueError(
-                    "TinyBERT stage 2 on a regression task trains on the gold scores (MSE, as the reference), but "
-                    "the batch has no `labels`. Give the training set a `labels` column."
-                )
-            student_logits = inputs.student_outputs.logits
-            return {"loss_ce": (1.0, losses.hard_label_loss(student_logits, inputs.labels, reduction="sum"))}
+            return self.regression_terms(inputs)
         return self.prediction_terms(inputs)
+
+    def regression_terms(self, inputs: LossInputs) -> LossTerms:
+        """Stage 2 on a regression task (STS-B), as the reference: the squared error to the gold score (`loss_ce`,
+        over the rows that have one), so `alpha` has no effect here. Rows without one (augmented rows, whose copied
+        score may be wrong) fit the teacher's prediction instead (`loss_mse`): they would otherwise train nothing."""
+        if inputs.labels is None:
+            raise ValueError(
+                "TinyBERT stage 2 on a regression task trains on the gold scores (MSE, as the reference), but the "
+                "batch has no `labels`. Give the training set a `labels` column."
+            )
+        student_logits, teacher_logits = inputs.student_outputs.logits, inputs.teacher_outputs.logits
+        unlabelled = (inputs.labels == -100).unsqueeze(-1)
+        to_teacher = losses.logit_mse_loss(
+            torch.where(unlabelled, student_logits.float(), 0.0), torch.where(unlabelled, teacher_logits.float(), 0.0),
+            reduction="sum",
+        )
+        return {
+            "loss_ce": (1.0, losses.hard_label_loss(student_logits, inputs.labels, reduction="sum")),
+            "loss_mse": (1.0, to_teacher),
+        }
 
     def distillation_term(self, student_logits, teacher_logits) -> LossTerms:
         # Stage 2: the paper's soft cross-entropy, no T² factor.
@@ -419,14 +431,14 @@ def stage_schedule(args: TrainingArguments, stage: int) -> dict[str, Any]:
 def check_stage_owned_fields(args: TrainingArguments, stage: int | None = None) -> None:
     """Refuse generic schedule settings that the stages would otherwise silently replace by their own.
 
-    A value is accepted when it is TrainingArguments' default or, for a config of one `stage`, that stage's own
-    value (a config copied with `dataclasses.replace` already holds it).
+    A value is accepted when it is TrainingArguments' default or, for a config of one `stage`, a stage's own value:
+    a config of one stage copied with `dataclasses.replace` (to the other stage, too) already holds its schedule.
     """
     defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
-    own = stage_schedule(args, stage) if stage else {}
+    schedules = [stage_schedule(args, 1), stage_schedule(args, 2)] if stage else []
     for name, where in _STAGE_OWNED_FIELDS.items():
         value = getattr(args, name)
-        if value != defaults[name] and (name not in own or value != own[name]):
+        if value != defaults[name] and all(value != schedule[name] for schedule in schedules):
             raise ValueError(
                 f"`{name}`={value!r} does not apply to `--method tinybert`, whose stages set their own "
                 f"(default {defaults[name]!r}). Set {where}."
@@ -487,7 +499,8 @@ def stage_settings(args: TrainingArguments) -> dict[str, dict[str, Any]]:
             if stage == 1
             else (
                 f"{stage_args.alpha:g} · loss_pred (t={stage_args.temperature:g}) "
-                f"+ {1 - stage_args.alpha:g} · loss_ce"
+                f"+ {1 - stage_args.alpha:g} · loss_ce (regression: loss_ce = MSE to the gold score, loss_mse = MSE "
+                "to the teacher on rows without one)"
             ),
         }
     return settings
