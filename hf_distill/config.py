@@ -12,8 +12,9 @@ from transformers import TrainingArguments
 from transformers.utils import logging
 
 from .guards import check_fields_apply, check_finite_settings
-from .layer_mapping import parse_layer_list
 from .methods import DEFAULT_METHOD, METHOD_NAMES, field_readers, get_method
+from .methods.pkd import PKDSettings
+from .methods.tinybert import TinyBERTSettings
 from .teacher_cache import check_teacher_cache_settings
 
 logger = logging.get_logger(__name__)
@@ -47,17 +48,8 @@ def _preset_help(name: str) -> str:
 
 
 @dataclass
-class DistillationConfig(TrainingArguments):
-    """Training arguments for `DistillationTrainer`.
-
-    The loss is `(1 − alpha) · CE(student, labels) + alpha · T² · KL(teacher ‖ student)` for `kd`, plus
-    `beta · patient_loss` over the mapped intermediate [CLS] states for `pkd` and `peakd` (whose student and PTP
-    stage are built by `run_distill.py`). `bilstm` replaces the KL term by Tang et al.'s squared error between raw
-    logits. Regression tasks (one label) use squared errors instead of CE and KL. Unset (`None`) loss settings take
-    the method's preset.
-    """
-
-    _argument_group_name = "Distillation and training (every TrainingArguments flag)"
+class _LossSettings:
+    """The method and the loss settings every method shares (first in `DistillationConfig`'s own fields)."""
 
     # -- method ---------------------------------------------------------------------------------------------------
     method: str = field(
@@ -96,97 +88,24 @@ class DistillationConfig(TrainingArguments):
             "label, so augmented rows feed only the distillation terms."
         },
     )
-    # -- PKD -------------------------------------------------------------------------------------------------------
-    pkd_strategy: str = field(
-        default="skip",
-        metadata={
-            "help": "PKD-Skip maps student layer j to teacher layer j·N/M; PKD-Last to N − M + j.",
-            "choices": ["skip", "last"],
-        },
-    )
-    pkd_layer_map: str | None = field(
-        default=None,
-        metadata={
-            "help": "Explicit teacher layers (1-based) for student layers 1 … M−1, e.g. '2,4'; overrides "
-            "`pkd_strategy`.",
-        },
-    )
-    normalize_patience: bool = field(
-        default=True,
-        metadata={
-            "help": "L2-normalise the [CLS] vectors before PKD's patient loss (the paper's form).",
-        },
-    )
-    # -- TinyBERT ----------------------------------------------------------------------------------------------------
-    tinybert_stage: int | None = field(
-        default=None,
-        metadata={
-            "help": "1: intermediate layers (embeddings, hidden states, attention scores); 2: prediction layer. "
-            "Unset: run_distill.py / `hf_distill.pipeline.train_student` run stage 1 then 2 (a DistillationTrainer "
-            "needs 1 or 2). "
-            "A config with a stage trains with that stage's learning rate, epochs and schedule.",
-            "choices": [1, 2],
-        },
-    )
-    tinybert_layer_map: str | None = field(
-        default=None,
-        metadata={
-            "help": "Teacher layers (1-based) for student layers 1 … M, e.g. '3,6,9,12'. Default: g(m) = m·N/M. "
-            "The embeddings always map to the teacher's.",
-        },
-    )
-    tinybert_attention_target: str = field(
-        default="scores",
-        metadata={
-            "help": "Attention maps compared in stage 1: pre-softmax scores QKᵀ/√d (the paper) or probabilities.",
-            "choices": ["scores", "probs"],
-        },
-    )
-    tinybert_use_projection: str = field(
-        default="auto",
-        metadata={
-            "help": "Learned W_h from the student to the teacher width: auto = only when the widths differ.",
-            "choices": ["auto", "true", "false"],
-        },
-    )
-    tinybert_share_projection: bool = field(
-        default=True,
-        metadata={
-            "help": "One W_h for embeddings and all layers (TinyBERT v1); False: one per layer.",
-        },
-    )
-    tinybert_hidden_mask: bool = field(
-        default=True,
-        metadata={
-            "help": "Average the hidden-state MSE over real tokens only (default), so an example's loss does not "
-            "depend on how far its batch is padded. False: over all positions, as the reference, which pads every "
-            "batch to a fixed length (add `--pad_to_max_length` for its exact numbers).",
-        },
-    )
-    tinybert_attention_masked_mean: bool = field(
-        default=True,
-        metadata={
-            "help": "Average the attention MSE over valid (query, key) pairs only (default; independent of batch "
-            "padding). False: zero padded keys and average over all L·L entries, as the reference (with "
-            "`--pad_to_max_length` for its exact numbers).",
-        },
-    )
-    tinybert_stage1_epochs: float = field(
-        default=10.0, metadata={"help": "Stage-1 epochs (paper: 10–50 by task)."}
-    )
-    tinybert_stage1_learning_rate: float = field(
-        default=5e-5, metadata={"help": "Stage-1 learning rate, constant."}
-    )
-    tinybert_stage2_epochs: float = field(default=3.0, metadata={"help": "Stage-2 epochs."})
-    tinybert_stage2_learning_rate: float = field(
-        default=3e-5, metadata={"help": "Stage-2 peak learning rate."}
-    )
-    tinybert_stage2_warmup: float = field(
-        default=0.1,
-        metadata={
-            "help": "Stage-2 linear warm-up: a ratio of the steps in [0, 1), or a step count.",
-        },
-    )
+
+
+@dataclass
+class DistillationConfig(TinyBERTSettings, PKDSettings, _LossSettings, TrainingArguments):
+    """Training arguments for `DistillationTrainer`.
+
+    The loss is `(1 − alpha) · CE(student, labels) + alpha · T² · KL(teacher ‖ student)` for `kd`, plus
+    `beta · patient_loss` over the mapped intermediate [CLS] states for `pkd` and `peakd` (whose student and PTP
+    stage are built by `run_distill.py`). `bilstm` replaces the KL term by Tang et al.'s squared error between raw
+    logits. Regression tasks (one label) use squared errors instead of CE and KL. Unset (`None`) loss settings take
+    the method's preset.
+
+    Its fields beyond TrainingArguments': the method and the shared loss settings (`_LossSettings`), each method
+    module's own (`methods.pkd.PKDSettings`, `methods.tinybert.TinyBERTSettings`), then how the teacher runs.
+    """
+
+    _argument_group_name = "Distillation and training (every TrainingArguments flag)"
+
     # -- teacher -------------------------------------------------------------------------------------------------
     teacher_cache: str | None = field(
         default=None,
@@ -237,24 +156,10 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(f"`temperature` must be > 0, got {self.temperature}. Typical values: 1, 2, 4, 10, 20.")
         if self.beta is not None and self.beta < 0:
             raise ValueError(f"`beta` must be ≥ 0 (a loss weight), got {self.beta}.")
-        if self.pkd_strategy not in ("skip", "last"):
-            raise ValueError(f"`pkd_strategy` must be 'skip' or 'last', got {self.pkd_strategy!r}.")
-        parse_layer_list(self.pkd_layer_map, "pkd_layer_map")
-        parse_layer_list(self.tinybert_layer_map, "tinybert_layer_map")
-        if self.tinybert_stage not in (None, 1, 2):
-            raise ValueError(f"`tinybert_stage` must be 1, 2 or unset (both stages), got {self.tinybert_stage!r}.")
-        for name in ("tinybert_stage1_epochs", "tinybert_stage1_learning_rate", "tinybert_stage2_epochs",
-                     "tinybert_stage2_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}.")
-        for name, choices in (("tinybert_attention_target", ("scores", "probs")),
-                              ("tinybert_use_projection", ("auto", "true", "false"))):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
-        if self.tinybert_stage2_warmup < 0:
-            raise ValueError(
-                f"`tinybert_stage2_warmup` must be ≥ 0 (a ratio or steps), got {self.tinybert_stage2_warmup}."
-            )
+        # The method modules' own fields, whatever the method: a bad value is reported as such, before a field of
+        # another method is refused.
+        self.validate_pkd_settings()
+        self.validate_tinybert_settings()
 
     def _validate_teacher_settings(self) -> None:
         check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)

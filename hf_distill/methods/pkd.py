@@ -1,6 +1,9 @@
 """Patient KD (Sun et al. 2019, methods.md §2): KD plus `β · mean((h_S/‖h_S‖ − h_T/‖h_T‖)²)` over the [CLS] states
 of mapped intermediate layers (PKD-Skip `I(j) = j·N/M`, PKD-Last `I(j) = N − M + j`, or an explicit map)."""
 
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -13,7 +16,41 @@ from .registry import register_method
 
 logger = logging.get_logger(__name__)
 
-PATIENT_FIELDS = ("temperature", "beta", "pkd_strategy", "pkd_layer_map", "normalize_patience")
+
+
+@dataclass
+class PKDSettings:
+    """The `DistillationConfig` fields of PKD's patient term (`DistillationConfig` inherits them; pkd and peakd
+    read them, other methods refuse them when set)."""
+
+    pkd_strategy: str = field(
+        default="skip",
+        metadata={
+            "help": "PKD-Skip maps student layer j to teacher layer j·N/M; PKD-Last to N − M + j.",
+            "choices": ["skip", "last"],
+        },
+    )
+    pkd_layer_map: str | None = field(
+        default=None,
+        metadata={
+            "help": "Explicit teacher layers (1-based) for student layers 1 … M−1, e.g. '2,4'; overrides "
+            "`pkd_strategy`.",
+        },
+    )
+    normalize_patience: bool = field(
+        default=True,
+        metadata={
+            "help": "L2-normalise the [CLS] vectors before PKD's patient loss (the paper's form).",
+        },
+    )
+
+    def validate_pkd_settings(self) -> None:
+        if self.pkd_strategy not in ("skip", "last"):
+            raise ValueError(f"`pkd_strategy` must be 'skip' or 'last', got {self.pkd_strategy!r}.")
+        parse_layer_list(self.pkd_layer_map, "pkd_layer_map")
+
+
+PATIENT_FIELDS = ("temperature", "beta", *(spec.name for spec in dataclass_fields(PKDSettings)))
 
 
 def check_patient_student(teacher: PreTrainedModel, student: nn.Module, method: str) -> None:

@@ -14,6 +14,7 @@ the model runs `_capturing_attention`, an eager attention that hands each layer'
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,22 +46,105 @@ logger = logging.get_logger(__name__)
 
 CAPTURE_ATTENTION_IMPLEMENTATION = "hf_distill_capture"
 PROJECTIONS_FILE = "tinybert_projections.safetensors"
-# The `DistillationConfig` fields only TinyBERT reads.
-TINYBERT_FIELDS = (
-    "tinybert_stage",
-    "tinybert_layer_map",
-    "tinybert_attention_target",
-    "tinybert_use_projection",
-    "tinybert_share_projection",
-    "tinybert_hidden_mask",
-    "tinybert_attention_masked_mean",
-    "tinybert_stage1_epochs",
-    "tinybert_stage1_learning_rate",
-    "tinybert_stage2_epochs",
-    "tinybert_stage2_learning_rate",
-    "tinybert_stage2_warmup",
-)
 ATTENTION_TARGETS = ("scores", "probs")
+
+# -- settings ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TinyBERTSettings:
+    """The `DistillationConfig` fields only TinyBERT reads (`DistillationConfig` inherits them; other methods refuse
+    them when set)."""
+
+    tinybert_stage: int | None = field(
+        default=None,
+        metadata={
+            "help": "1: intermediate layers (embeddings, hidden states, attention scores); 2: prediction layer. "
+            "Unset: run_distill.py / `hf_distill.pipeline.train_student` run stage 1 then 2 (a DistillationTrainer "
+            "needs 1 or 2). "
+            "A config with a stage trains with that stage's learning rate, epochs and schedule.",
+            "choices": [1, 2],
+        },
+    )
+    tinybert_layer_map: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher layers (1-based) for student layers 1 … M, e.g. '3,6,9,12'. Default: g(m) = m·N/M. "
+            "The embeddings always map to the teacher's.",
+        },
+    )
+    tinybert_attention_target: str = field(
+        default="scores",
+        metadata={
+            "help": "Attention maps compared in stage 1: pre-softmax scores QKᵀ/√d (the paper) or probabilities.",
+            "choices": ["scores", "probs"],
+        },
+    )
+    tinybert_use_projection: str = field(
+        default="auto",
+        metadata={
+            "help": "Learned W_h from the student to the teacher width: auto = only when the widths differ.",
+            "choices": ["auto", "true", "false"],
+        },
+    )
+    tinybert_share_projection: bool = field(
+        default=True,
+        metadata={
+            "help": "One W_h for embeddings and all layers (TinyBERT v1); False: one per layer.",
+        },
+    )
+    tinybert_hidden_mask: bool = field(
+        default=True,
+        metadata={
+            "help": "Average the hidden-state MSE over real tokens only (default), so an example's loss does not "
+            "depend on how far its batch is padded. False: over all positions, as the reference, which pads every "
+            "batch to a fixed length (add `--pad_to_max_length` for its exact numbers).",
+        },
+    )
+    tinybert_attention_masked_mean: bool = field(
+        default=True,
+        metadata={
+            "help": "Average the attention MSE over valid (query, key) pairs only (default; independent of batch "
+            "padding). False: zero padded keys and average over all L·L entries, as the reference (with "
+            "`--pad_to_max_length` for its exact numbers).",
+        },
+    )
+    tinybert_stage1_epochs: float = field(
+        default=10.0, metadata={"help": "Stage-1 epochs (paper: 10–50 by task)."}
+    )
+    tinybert_stage1_learning_rate: float = field(
+        default=5e-5, metadata={"help": "Stage-1 learning rate, constant."}
+    )
+    tinybert_stage2_epochs: float = field(default=3.0, metadata={"help": "Stage-2 epochs."})
+    tinybert_stage2_learning_rate: float = field(
+        default=3e-5, metadata={"help": "Stage-2 peak learning rate."}
+    )
+    tinybert_stage2_warmup: float = field(
+        default=0.1,
+        metadata={
+            "help": "Stage-2 linear warm-up: a ratio of the steps in [0, 1), or a step count.",
+        },
+    )
+
+    def validate_tinybert_settings(self) -> None:
+        parse_layer_list(self.tinybert_layer_map, "tinybert_layer_map")
+        if self.tinybert_stage not in (None, 1, 2):
+            raise ValueError(f"`tinybert_stage` must be 1, 2 or unset (both stages), got {self.tinybert_stage!r}.")
+        for name in ("tinybert_stage1_epochs", "tinybert_stage1_learning_rate", "tinybert_stage2_epochs",
+                     "tinybert_stage2_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}.")
+        for name, choices in (("tinybert_attention_target", ATTENTION_TARGETS),
+                              ("tinybert_use_projection", ("auto", "true", "false"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
+        if self.tinybert_stage2_warmup < 0:
+            raise ValueError(
+                f"`tinybert_stage2_warmup` must be ≥ 0 (a ratio or steps), got {self.tinybert_stage2_warmup}."
+            )
+
+
+TINYBERT_FIELDS = tuple(spec.name for spec in dataclasses.fields(TinyBERTSettings))
 
 # -- attention capture ---------------------------------------------------------------------------------------------
 
