@@ -17,7 +17,6 @@ from .registry import register_method
 logger = logging.get_logger(__name__)
 
 
-
 @dataclass
 class PKDSettings:
     """The `DistillationConfig` fields of PKD's patient term (`DistillationConfig` inherits them; pkd and peakd
