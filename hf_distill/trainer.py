@@ -196,15 +196,17 @@ class DistillationTrainer(Trainer):
         return optimizer
 
     def _clip_grad_norm(self, model):
-        """`max_grad_norm` clips the student and the method's extra weights together, as one set of trained weights."""
+        """`max_grad_norm` clips the student and the method's extra weights together, as one set of trained weights
+        (under FSDP, apart: each to the norm)."""
         extra = self._extra_parameters()
         if not extra:
             return super()._clip_grad_norm(model)
         if self.is_fsdp_enabled:
-            # FSDP's clip needs exactly the wrapped model's parameters (it reduces the norm over shards): clip the
-            # replicated extra weights on their own.
+            # FSDP's clip needs exactly the wrapped model's parameters (it reduces the norm over shards): the
+            # student's norm (the one logged) comes from it, and the replicated extra weights are clipped on their own.
+            norm = super()._clip_grad_norm(model)
             torch.nn.utils.clip_grad_norm_(extra, self.args.max_grad_norm)
-            return super()._clip_grad_norm(model)
+            return norm
         return self.accelerator.clip_grad_norm_([*model.parameters(), *extra], self.args.max_grad_norm)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:

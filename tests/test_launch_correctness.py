@@ -282,3 +282,12 @@ def test_a_one_stage_tinybert_config_copies_to_the_other_stage(tmp_path):
     stage1 = config(tmp_path, method="tinybert", tinybert_stage=1, tinybert_stage1_learning_rate=1e-4)
     stage2 = dataclasses.replace(stage1, tinybert_stage=2)
     assert (stage2.learning_rate, stage2.num_train_epochs, stage2.lr_scheduler_type.value) == (3e-5, 3.0, "linear")
+
+
+@pytest.mark.parametrize("stage, field, value", [
+    (2, "lr_scheduler_type", "constant"),  # stage 1's schedule, but not the whole of it
+    (1, "learning_rate", 3e-5),  # stage 2's learning rate in a stage-1 config
+])
+def test_one_field_of_the_other_stage_is_refused(tmp_path, stage, field, value):
+    with pytest.raises(ValueError, match=f"`{field}`=.*does not apply to `--method tinybert`"):
+        config(tmp_path, method="tinybert", tinybert_stage=stage, **{field: value})

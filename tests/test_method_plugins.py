@@ -14,7 +14,13 @@ from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert, make_tiny_dataset, m
 from transformers import DataCollatorWithPadding
 
 from hf_distill import DistillationConfig, DistillationMethod, DistillationTrainer, losses, register_method
-from hf_distill.methods import ENTRY_POINT_GROUP, MODULES_ENVIRONMENT_VARIABLE, get_method, load_method_plugins
+from hf_distill.methods import (
+    ENTRY_POINT_GROUP,
+    MODULES_ENVIRONMENT_VARIABLE,
+    get_method,
+    load_method_plugins,
+    registry,
+)
 
 PLUGINS_DIR = REPO_ROOT / "tests" / "plugins"
 
@@ -104,9 +110,14 @@ def test_run_distill_finds_a_plugin_of_an_installed_entry_point(tmp_path, tiny_t
     assert json.loads((output / "distillation_config.json").read_text())["method"] == "cosine_kd"
 
 
-def test_a_plugin_module_that_cannot_be_imported_is_named(monkeypatch):
+def test_a_plugin_module_that_cannot_be_imported_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv(MODULES_ENVIRONMENT_VARIABLE, "no_such_plugin_module")
     with pytest.raises(ValueError, match=rf"`{MODULES_ENVIRONMENT_VARIABLE}` names 'no_such_plugin_module'"):
+        load_method_plugins()
+    (tmp_path / "failing_plugin_module.py").write_text("raise RuntimeError('needs a GPU')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(MODULES_ENVIRONMENT_VARIABLE, "failing_plugin_module")
+    with pytest.raises(ValueError, match=r"'failing_plugin_module', which fails to import \(RuntimeError: needs"):
         load_method_plugins()
 
 
@@ -134,7 +145,17 @@ def test_every_module_imports_first_and_on_its_own(order):
     assert int(result.stdout.split()[-1]) > 30
 
 
-def test_a_plugin_without_presets_gets_kd_defaults_and_unset_settings_are_named(tmp_path):
+@pytest.fixture
+def restored_registry():
+    """Methods registered by a test are taken out of the registry again when it ends."""
+    methods, names = dict(registry._METHODS), list(registry.METHOD_NAMES)
+    yield
+    registry._METHODS.clear()
+    registry._METHODS.update(methods)
+    registry.METHOD_NAMES[:] = names
+
+
+def test_a_plugin_without_presets_gets_kd_defaults_and_unset_settings_are_named(tmp_path, restored_registry):
     class Bare(DistillationMethod):
         name = "bare_kd"
 

@@ -66,9 +66,10 @@ def load_method_plugins() -> None:
         if module.strip():
             try:
                 importlib.import_module(module.strip())
-            except ImportError as error:
+            except Exception as error:
                 raise ValueError(
-                    f"`{MODULES_ENVIRONMENT_VARIABLE}` names {module.strip()!r}, which cannot be imported ({error}). "
+                    f"`{MODULES_ENVIRONMENT_VARIABLE}` names {module.strip()!r}, which fails to import "
+                    f"({type(error).__name__}: {error}). "
                     "Name importable modules (on PYTHONPATH) that call `hf_distill.methods.register_method`."
                 ) from error
 

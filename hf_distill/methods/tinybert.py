@@ -515,14 +515,17 @@ def stage_schedule(args: TrainingArguments, stage: int) -> dict[str, Any]:
 def check_stage_owned_fields(args: TrainingArguments, stage: int | None = None) -> None:
     """Refuse generic schedule settings that the stages would otherwise silently replace by their own.
 
-    A value is accepted when it is TrainingArguments' default or, for a config of one `stage`, a stage's own value:
-    a config of one stage copied with `dataclasses.replace` (to the other stage, too) already holds its schedule.
+    A value is accepted when it is TrainingArguments' default or, for a config of one `stage`, that stage's own value.
+    A config whose four schedule fields together are one stage's complete schedule is a config of that stage copied
+    with `dataclasses.replace` (to the other stage, too), and is accepted whole; a mix of the two stages is not.
     """
     defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
-    schedules = [stage_schedule(args, 1), stage_schedule(args, 2)] if stage else []
+    values = {name: getattr(args, name) for name in _STAGE_OWNED_FIELDS}
+    copied_stage = stage and any(values == stage_schedule(args, copied_from) for copied_from in (1, 2))
+    own_schedule = stage_schedule(args, stage) if stage else {}
     for name, where in _STAGE_OWNED_FIELDS.items():
-        value = getattr(args, name)
-        if value != defaults[name] and all(value != schedule[name] for schedule in schedules):
+        value = values[name]
+        if not copied_stage and value != defaults[name] and value != own_schedule.get(name, defaults[name]):
             raise ValueError(
                 f"`{name}`={value!r} does not apply to `--method tinybert`, whose stages set their own "
                 f"(default {defaults[name]!r}). Set {where}."
@@ -579,15 +582,19 @@ def stage_settings(args: TrainingArguments) -> dict[str, dict[str, Any]]:
             "max_steps": stage_args.max_steps,
             "lr_scheduler_type": str(stage_args.lr_scheduler_type.value),
             "warmup_steps": stage_args.warmup_steps,
-            "loss": "loss_emb + loss_hidden + loss_attn"
-            if stage == 1
-            else (
-                f"{stage_args.alpha:g} · loss_pred (t={stage_args.temperature:g}) "
-                f"+ {1 - stage_args.alpha:g} · loss_ce (regression: loss_ce = MSE to the gold score, loss_mse = MSE "
-                "to the teacher on rows without one)"
-            ),
+            "loss": "loss_emb + loss_hidden + loss_attn" if stage == 1 else _stage2_loss_text(stage_args),
         }
     return settings
+
+
+def _stage2_loss_text(args: TrainingArguments) -> str:
+    classification = f"{args.alpha:g} · loss_pred (t={args.temperature:g})"
+    if args.alpha < 1:
+        classification += f" + {1 - args.alpha:g} · loss_ce"
+    return (
+        f"classification: {classification}; regression: loss_ce (MSE to the gold score) + loss_mse (MSE to the "
+        "teacher on rows without one)"
+    )
 
 
 def train_stages(
