@@ -36,6 +36,7 @@ from hf_distill.cli import (
     check_output_dir,
     evaluate_model,
     load_data,
+    local_dataset,
     make_collator,
     model_summary_row,
     parse_arguments,
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # The main process fills the datasets cache first; the others then read it (run_glue.py's pattern).
     with config.main_process_first(desc="loading and tokenizing the data"):
         raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
-    check_labels_match_task(teacher.config, task, "teacher_model_name_or_path")
+    method.check_task(task, method_args)
+    check_labels_match_task(teacher, task, "teacher_model_name_or_path")
     student = build_student(student_args, config.method, teacher, tokenizer, task)
     check_max_seq_length(data_args.max_seq_length, student.config, "the student")
     effective = {
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if config.should_save:
         write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
 
-    collator = make_collator(tokenizer, data_args)
+    collator = make_collator(tokenizer, data_args, task)
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
 
@@ -178,12 +180,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     table = summary_table(rows)
     metrics["summary"] = rows
-    local_data = data_args.train_file or data_args.data_dir  # files read instead of the Hub dataset
+    local_data = data_args.train_file or data_args.data_dir or local_dataset(data_args.dataset_name)
     trainer.model_card_details.update(
         teacher=teacher_path,
         task=task,
         summary_rows=rows,
-        dataset=None if local_data else data_args.dataset_name,
+        dataset=None if local_data else data_args.dataset_name or task.hub_dataset[0],
         local_data=local_data,
         base_model=teacher_args.teacher_hub_id,
     )
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if trainer.is_world_process_zero():
         print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
     if config.push_to_hub:
-        trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks="text-classification")
+        trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks=task.pipeline_tag)
     write_completion_marker(config, "run_distill.py", trainer.accelerator)
     return metrics
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Fine-tune a teacher (any `AutoModelForSequenceClassification` checkpoint) on a GLUE-style task.
+"""Fine-tune a teacher (any `AutoModelForSequenceClassification` / `AutoModelForTokenClassification` checkpoint) on a
+classification task: GLUE, CoNLL-2003 NER, any Hub or local dataset, multi-label or token classification.
 
 From the Hub:
 
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 
 from transformers import (
     AutoConfig,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     TrainingArguments,
     set_seed,
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with training_args.main_process_first(desc="loading and tokenizing the data"):
         raw, tokenized, task = load_data(data_args, tokenizer, training_args.seed)
     model, loading_info = load_pretrained(
-        AutoModelForSequenceClassification.from_pretrained,
+        task.auto_model_class.from_pretrained,
         model_path,
         "model_name_or_path",
         ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=make_collator(tokenizer, data_args),
+        data_collator=make_collator(tokenizer, data_args, task),
         compute_metrics=build_compute_metrics(task),
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     eval_metrics = {**trainer.evaluate(), "eval_samples": len(raw["validation"])}
     report_metrics(trainer, "eval", eval_metrics)
     if training_args.push_to_hub:
-        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="text-classification")
+        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks=task.pipeline_tag)
     write_completion_marker(training_args, "run_glue_teacher.py", trainer.accelerator)
     return {**train_metrics, **eval_metrics}
 

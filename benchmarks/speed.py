@@ -107,7 +107,7 @@ class Setup:
         self.student = build_student_from_teacher(self.teacher, num_layers=3)
         rows = (args.warmup + args.steps) * args.batch_size
         raw, task = load_task_dataset("sst2", data_dir=args.data_dir, max_train_samples=rows, seed=0)
-        self.train = tokenize_dataset(raw, self.tokenizer, task.text_columns, args.seq_length)["train"]
+        self.train = tokenize_dataset(raw, self.tokenizer, task, args.seq_length)["train"]
         self.collator = DataCollatorWithPadding(self.tokenizer, padding="max_length", max_length=args.seq_length)
         self.cache_build_s: dict[str, float] = {}
         self.trainers = {name: self._trainer(name, work_dir) for name in variants if name in TRAIN_VARIANTS}

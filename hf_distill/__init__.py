@@ -2,13 +2,24 @@
 
 from . import losses
 from .config import METHOD_PRESETS, DistillationConfig
-from .data import GLUE_TASKS, TaskSpec, build_compute_metrics, get_task, load_task_dataset, tokenize_dataset
+from .data import (
+    CONLL2003_TASK,
+    GLUE_TASKS,
+    NAMED_TASKS,
+    TaskSpec,
+    build_compute_metrics,
+    get_task,
+    load_task_dataset,
+    tokenize_dataset,
+)
 from .methods import DistillationMethod, LossInputs, get_method, register_method
 from .students import (
     BiLSTMConfig,
     BiLSTMForSequenceClassification,
+    BiLSTMForTokenClassification,
     SPSBertConfig,
     SPSBertForSequenceClassification,
+    SPSBertForTokenClassification,
     build_bilstm_student,
     build_sps_student,
     build_student_from_teacher,
@@ -18,16 +29,20 @@ from .trainer import DistillationTrainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONLL2003_TASK",
     "GLUE_TASKS",
+    "NAMED_TASKS",
     "METHOD_PRESETS",
     "BiLSTMConfig",
     "BiLSTMForSequenceClassification",
+    "BiLSTMForTokenClassification",
     "DistillationConfig",
     "DistillationMethod",
     "DistillationTrainer",
     "LossInputs",
     "SPSBertConfig",
     "SPSBertForSequenceClassification",
+    "SPSBertForTokenClassification",
     "TaskSpec",
     "build_bilstm_student",
     "build_compute_metrics",

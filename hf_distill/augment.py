@@ -66,7 +66,10 @@ class AugmentArguments:
         default=None, metadata={"help": "With --train_file: one or two comma-separated text column names."}
     )
     label_column: str | None = field(default=None, metadata={"help": "With --train_file: the label column."})
-    dataset_name: str = field(default="nyu-mll/glue", metadata={"help": "Hub dataset used when no files are given."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Any `datasets.load_dataset` dataset (default: the named task's Hub dataset)."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets and models."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Augment only the first n examples."})
 

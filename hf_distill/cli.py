@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from datasets.utils import logging as datasets_logging
 from transformers import (
+    DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     HfArgumentParser,
-    PretrainedConfig,
     PreTrainedModel,
     TrainingArguments,
 )
@@ -32,6 +32,7 @@ from .guards import (
     launched_processes,
 )
 from .io import write_json_atomic
+from .peft_utils import is_token_classifier
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import has_default_label_names
 
@@ -48,20 +49,53 @@ class DataArguments:
 
     task_name: str | None = field(
         default=None,
-        metadata={"help": "GLUE task: sst2, mrpc, rte, cola, stsb, qqp, mnli, qnli, wnli (GLUE spellings accepted)."},
+        metadata={
+            "help": "A named task: GLUE (sst2, mrpc, rte, cola, stsb, qqp, mnli, qnli, wnli; GLUE spellings accepted) "
+            "or conll2003 (NER). Unset for any other dataset (`--dataset_name`, `--train_file`)."
+        },
     )
     data_dir: str | None = field(
-        default=None, metadata={"help": "A local GLUE task folder in the original TSV layout (train.tsv, dev.tsv)."}
+        default=None,
+        metadata={
+            "help": "A local folder in the named task's original layout: GLUE TSVs (train.tsv, dev.tsv) or CoNLL-2003 "
+            "text files (train.txt, valid.txt)."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Any dataset `datasets.load_dataset` reads: a Hub id or a local dataset folder (also one written "
+            "by `save_to_disk`). Default: the named task's Hub dataset (nyu-mll/glue, eriktks/conll2003)."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "The configuration of `--dataset_name`, when it has several."}
     )
     train_file: str | None = field(default=None, metadata={"help": "A csv/tsv/json(l) training file."})
     validation_file: str | None = field(default=None, metadata={"help": "A csv/tsv/json(l) validation file."})
     text_columns: str | None = field(
-        default=None, metadata={"help": "With --train_file: one or two comma-separated text column names."}
+        default=None,
+        metadata={
+            "help": "One or two comma-separated text column names (token classification: the column of word "
+            "lists). Default: the task's, else the usual names (sentence, text, tokens, sentence1,sentence2, ...).",
+            "aliases": ["--text_column_names"],
+        },
     )
     label_column: str | None = field(
-        default=None, metadata={"help": "With --train_file: the label column (default 'label')."}
+        default=None,
+        metadata={
+            "help": "The label column: ids or names; lists of them for multi-label (one label list per row) and "
+            "token classification (one tag per word). Default: the task's, else label, labels or ner_tags.",
+            "aliases": ["--label_column_name"],
+        },
     )
-    dataset_name: str = field(default="nyu-mll/glue", metadata={"help": "Hub dataset used when no files are given."})
+    label_all_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Token classification: label every sub-token of a word (B-X continuations as I-X), not only its "
+            "first one (run_ner.py's option)."
+        },
+    )
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
     pad_to_max_length: bool = field(
         default=False,
@@ -189,20 +223,28 @@ def load_data(data_args: DataArguments, tokenizer, seed: int):
         text_columns=data_args.text_column_list(),
         label_column=data_args.label_column,
         dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
         max_train_samples=data_args.max_train_samples,
         max_eval_samples=data_args.max_eval_samples,
         seed=seed,
     )
     check_label_values(raw, task)
-    tokenized = tokenize_dataset(raw, tokenizer, task.text_columns, data_args.max_seq_length)
+    tokenized = tokenize_dataset(raw, tokenizer, task, data_args.max_seq_length, data_args.label_all_tokens)
     return raw, tokenized, task
 
 
-def make_collator(tokenizer, data_args: DataArguments) -> DataCollatorWithPadding:
-    """Pads each batch to its longest row, or to `max_seq_length` with `pad_to_max_length`."""
+def local_dataset(dataset_name: str | None) -> str | None:
+    """`dataset_name` when it names a local folder (the model card then names no Hub dataset), else None."""
+    return dataset_name if dataset_name and Path(dataset_name).is_dir() else None
+
+
+def make_collator(tokenizer, data_args: DataArguments, task: TaskSpec) -> DataCollatorWithPadding:
+    """Pads each batch to its longest row, or to `max_seq_length` with `pad_to_max_length` (token classification:
+    its per-token labels too, with -100)."""
+    collator_class = DataCollatorForTokenClassification if task.is_token_classification else DataCollatorWithPadding
     if data_args.pad_to_max_length:
-        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
-    return DataCollatorWithPadding(tokenizer)
+        return collator_class(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
+    return collator_class(tokenizer)
 
 
 def report_metrics(trainer, split: str, metrics: dict[str, Any]) -> None:
@@ -211,8 +253,22 @@ def report_metrics(trainer, split: str, metrics: dict[str, Any]) -> None:
     trainer.save_metrics(split, metrics)
 
 
-def check_labels_match_task(config: PretrainedConfig, task: TaskSpec, argument: str) -> None:
-    """A fine-tuned model must predict the task's labels in the dataset's order (MNLI orders differ by source)."""
+def check_labels_match_task(model: PreTrainedModel, task: TaskSpec, argument: str) -> None:
+    """A fine-tuned model must be a classifier of the task's type and predict the task's labels in the dataset's
+    order (MNLI orders differ by source)."""
+    if is_token_classifier(model) != task.is_token_classification:
+        have = "a token classifier" if is_token_classifier(model) else "a sequence classifier"
+        raise ValueError(
+            f"`{argument}` is {have} ({type(model).__name__}), but task {task.name!r} is {task.task_type}. Use a "
+            "model fine-tuned on this task (run_glue_teacher.py with the same data arguments)."
+        )
+    config = model.config
+    if task.is_multi_label != (config.problem_type == "multi_label_classification"):
+        raise ValueError(
+            f"`{argument}` has problem_type {config.problem_type!r}, but task {task.name!r} is {task.task_type}: its "
+            "logits would be read as the wrong kind of prediction. Use a model fine-tuned on this task "
+            "(run_glue_teacher.py with the same data arguments)."
+        )
     if config.num_labels != task.num_labels:
         raise ValueError(
             f"`{argument}` predicts {config.num_labels} labels but task {task.name!r} has {task.num_labels}. "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import DatasetDict
 from safetensors import SafetensorError
@@ -180,7 +181,11 @@ def check_label_values(dataset: DatasetDict, task: TaskSpec) -> None:
     """Every label must be a class id in `[0, num_labels)` (GLUE test splits use -1 for "no label"), or a finite
     score for regression: such labels would otherwise fail deep inside the loss, or turn it into NaN."""
     for split, data in dataset.items():
-        labels = np.asarray(data.with_format("numpy")["label"], dtype=np.float64)
+        column = data.data.column("label").combine_chunks()
+        unit = "row"
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            column, unit = column.flatten(), "value"  # token tags / multi-label ids: every value is a class id
+        labels = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
         if task.is_regression:
             bad = ~np.isfinite(labels)
             expected = "finite scores (the task is a regression)"
@@ -190,8 +195,8 @@ def check_label_values(dataset: DatasetDict, task: TaskSpec) -> None:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"The `label` column of the {split} split holds {labels[row]} at row {row} ({int(bad.sum())} such "
-                f"row(s)), but task {task.name!r} needs {expected}. Drop or fix those rows in your data, or check "
+                f"The `label` column of the {split} split holds {labels[row]} at {unit} {row} ({int(bad.sum())} such "
+                f"{unit}(s)), but task {task.name!r} needs {expected}. Drop or fix those rows in your data, or check "
                 "`task_name` / `label_column`."
             )
 

@@ -88,6 +88,39 @@ def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: Reduc
     return _reduce(per_example, reduction)
 
 
+def multi_label_kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, reduction: Reduction = "mean"
+) -> torch.Tensor:
+    """Hinton's KD for multi-label classification, where each of the `C` labels is a yes/no decision of its own:
+    `T² · Σ_c KL(Bernoulli(p_c) ‖ Bernoulli(q_c))`, `p_c = σ(z_T,c/T)`, `q_c = σ(z_S,c/T)`, i.e. per label
+    `p log(p/q) + (1 − p) log((1 − p)/(1 − q))`, summed over the labels (as `kd_loss` sums over classes).
+
+    Args:
+        student_logits, teacher_logits: `(B, C)` per-label logits.
+        temperature: `T > 0`, applied to each label's logit; `T²` keeps gradient magnitudes comparable.
+    """
+    student, teacher = student_logits.float() / temperature, teacher_logits.float() / temperature
+    p_teacher = torch.sigmoid(teacher)
+    # log σ(x) and log(1 − σ(x)) = log σ(−x), computed without overflow.
+    kl = p_teacher * (F.logsigmoid(teacher) - F.logsigmoid(student)) + (1 - p_teacher) * (
+        F.logsigmoid(-teacher) - F.logsigmoid(-student)
+    )
+    return _reduce(kl.sum(dim=-1) * temperature**2, reduction)
+
+
+def multi_label_hard_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+    """Binary cross-entropy to 0/1 labels `(B, C)`, summed over the labels of each row (transformers' multi-label
+    loss averages over them instead, `C` times smaller). A row of -100 has no hard label: 0 in `"none"`, left out of
+    `"sum"`, and `"mean"` averages over the labelled rows."""
+    labelled = (labels != -100).all(dim=-1)
+    targets = torch.where(labelled.unsqueeze(-1), labels.float(), 0.0)
+    per_label = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+    per_example = torch.where(labelled, per_label.sum(dim=-1), 0.0)
+    if reduction == "mean":
+        return per_example.sum() / labelled.sum().clamp(min=1)
+    return _reduce(per_example, reduction)
+
+
 def patient_loss(
     student_states: torch.Tensor,
     teacher_states: torch.Tensor,

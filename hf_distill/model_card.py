@@ -71,7 +71,7 @@ def _metadata(
     if dataset is not None and student_value is not None:
         eval_results = [
             EvalResult(
-                task_type="text-classification",
+                task_type=task.pipeline_tag,
                 dataset_type=dataset,
                 dataset_name=f"GLUE {task.name.upper()}" if dataset in _GLUE_DATASETS else dataset,
                 dataset_config=task.name if dataset in _GLUE_DATASETS else None,
@@ -87,28 +87,29 @@ def _metadata(
         datasets=[dataset] if dataset else None,
         metrics=list(task.metric_names),
         tags=list(dict.fromkeys(tags)),
-        pipeline_tag="text-classification",
+        pipeline_tag=task.pipeline_tag,
         library_name="peft" if facts["adapter_base"] else "transformers",
         model_name=model_name,
         eval_results=eval_results,
     )
 
 
-def _usage(model_name: str, facts: dict[str, Any]) -> str:
+def _usage(model_name: str, facts: dict[str, Any], task: TaskSpec) -> str:
+    token_task = task.is_token_classification
     if facts["adapter_base"]:
+        peft_class = "AutoPeftModelForTokenClassification" if token_task else "AutoPeftModelForSequenceClassification"
         return (
-            "```python\nfrom peft import AutoPeftModelForSequenceClassification\n\n"
-            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")\n```'
+            f"```python\nfrom peft import {peft_class}\n\n"
+            f'model = {peft_class}.from_pretrained("{model_name}")\n```'
         )
     remote = ", trust_remote_code=True" if facts["custom_code"] else ""
-    lines = [
-        "```python",
-        "from transformers import pipeline",
-        "",
-        f'classifier = pipeline("text-classification", model="{model_name}"{remote})',
-        'classifier("a gripping, beautifully acted film")',
-        "```",
-    ]
+    if token_task:
+        call = [f'tagger = pipeline("token-classification", model="{model_name}", '
+                f'aggregation_strategy="simple"{remote})', 'tagger("George Washington went to Washington")']
+    else:
+        call = [f'classifier = pipeline("text-classification", model="{model_name}"{remote})',
+                'classifier("a gripping, beautifully acted film")']
+    lines = ["```python", "from transformers import pipeline", "", *call, "```"]
     if facts["custom_code"]:
         lines.append(
             "\nThe student is a custom architecture whose code (`configuration_*.py`, `modeling_*.py`) ships in this "
@@ -238,7 +239,7 @@ def build_model_card(
         architecture=_architecture(facts),
         method_settings=_settings_table(args.method_settings()),
         training_settings=_settings_table(_training_settings(args)),
-        usage=_usage(model_name, facts),
+        usage=_usage(model_name, facts, task),
     )
 
 

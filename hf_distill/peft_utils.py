@@ -15,6 +15,7 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -53,9 +54,10 @@ class LoraArguments:
             raise ValueError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout}.")
 
     def lora_config(self, model: PreTrainedModel) -> LoraConfig:
-        """A SEQ_CLS `LoraConfig` for `model`: its classifier is trained in full and saved with the adapter."""
+        """A SEQ_CLS (TOKEN_CLS for a token classifier) `LoraConfig` for `model`: its classifier is trained in full
+        and saved with the adapter."""
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=TaskType.TOKEN_CLS if is_token_classifier(model) else TaskType.SEQ_CLS,
             r=self.lora_r,
             lora_alpha=self.lora_alpha,
             lora_dropout=self.lora_dropout,
@@ -169,8 +171,21 @@ def _load_adapter_base(loader, base: str, name_or_path: str, argument: str, **kw
         ) from error
 
 
-def load_teacher(name_or_path: str, argument: str = "teacher_model_name_or_path") -> PreTrainedModel:
-    """A sequence classifier from a full checkpoint, or from a SEQ_CLS LoRA adapter applied to its base and merged.
+def is_token_classifier(model: nn.Module) -> bool:
+    return type(model).__name__.endswith("ForTokenClassification")
+
+
+def classifier_auto_class(model: nn.Module) -> type:
+    """The `AutoModelFor…` class a teacher of `model` (a student) loads with."""
+    return AutoModelForTokenClassification if is_token_classifier(model) else AutoModelForSequenceClassification
+
+
+def load_teacher(
+    name_or_path: str, argument: str = "teacher_model_name_or_path", auto_class: type | None = None
+) -> PreTrainedModel:
+    """A fine-tuned classifier from a full checkpoint, or from a SEQ_CLS/TOKEN_CLS LoRA adapter applied to its base
+    and merged: a token classifier when the checkpoint is one (its `architectures`, the adapter's task type), else a
+    sequence classifier; `auto_class` (an `AutoModelFor…` class) asks for one and refuses a checkpoint of the other.
 
     For an adapter, the labels come from the adapter folder's `config.json` when present (as `run_glue_teacher.py
     --use_peft` writes it), else from the base model's config. A checkpoint missing weights (a bare `BertModel`, with
@@ -179,18 +194,20 @@ def load_teacher(name_or_path: str, argument: str = "teacher_model_name_or_path"
     """
     adapter_config_file = find_adapter_config_file(name_or_path)
     if adapter_config_file is None:
-        model, loading_info = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, output_loading_info=True
-        )
+        config = AutoConfig.from_pretrained(name_or_path)
+        is_token = any(name.endswith("ForTokenClassification") for name in config.architectures or ())
+        auto_class = _check_head_class(auto_class, is_token, name_or_path, argument)
+        model, loading_info = auto_class.from_pretrained(name_or_path, output_loading_info=True)
         check_loaded_weights(model, loading_info, name_or_path, argument, new_head_ok=False)
         return model
     peft_config = PeftConfig.from_pretrained(name_or_path)
-    if peft_config.task_type != TaskType.SEQ_CLS:
+    if peft_config.task_type not in (TaskType.SEQ_CLS, TaskType.TOKEN_CLS):
         raise ValueError(
             f"`{argument}` {name_or_path!r} is a PEFT adapter with task_type "
-            f"{peft_config.task_type!r}, but a teacher needs task_type 'SEQ_CLS' so that its trained classifier is "
-            "saved with it. Fine-tune it with `run_glue_teacher.py --use_peft`."
+            f"{peft_config.task_type!r}, but a teacher needs task_type 'SEQ_CLS' or 'TOKEN_CLS' so that its trained "
+            "classifier is saved with it. Fine-tune it with `run_glue_teacher.py --use_peft`."
         )
+    auto_class = _check_head_class(auto_class, peft_config.task_type == TaskType.TOKEN_CLS, name_or_path, argument)
     base = _adapter_base(name_or_path, argument)
     adapter_dir = os.path.dirname(adapter_config_file)
     has_labels = os.path.isfile(os.path.join(adapter_dir, "config.json"))
@@ -200,10 +217,10 @@ def load_teacher(name_or_path: str, argument: str = "teacher_model_name_or_path"
         else _load_adapter_base(AutoConfig.from_pretrained, base, name_or_path, argument)
     )
     logger.info(f"Teacher {name_or_path!r} is a LoRA adapter on {base!r}: loading the base and merging the adapter")
-    # The base checkpoint may have another head (or none); the adapter carries the trained classifier (SEQ_CLS saves
-    # it as a module to save), which replaces whatever the base had.
+    # The base checkpoint may have another head (or none); the adapter carries the trained classifier (SEQ_CLS and
+    # TOKEN_CLS save it as a module to save), which replaces whatever the base had.
     model, loading_info = _load_adapter_base(
-        AutoModelForSequenceClassification.from_pretrained,
+        auto_class.from_pretrained,
         base,
         name_or_path,
         argument,
@@ -213,6 +230,19 @@ def load_teacher(name_or_path: str, argument: str = "teacher_model_name_or_path"
     )
     check_loaded_weights(model, loading_info, base, argument, new_head_ok=True)
     return PeftModel.from_pretrained(model, name_or_path).merge_and_unload()
+
+
+def _check_head_class(auto_class: type | None, is_token: bool, name_or_path: str, argument: str) -> type:
+    """The checkpoint's own head class, refused when `auto_class` asks for the other one (a sequence classifier's
+    head has the shape of a token classifier's and would load silently)."""
+    own = AutoModelForTokenClassification if is_token else AutoModelForSequenceClassification
+    if auto_class is not None and auto_class is not own:
+        have, need = ("token", "sequence") if is_token else ("sequence", "token")
+        raise ValueError(
+            f"`{argument}` {name_or_path!r} is a {have} classifier, but a {need} classifier is needed here. Use a "
+            f"teacher fine-tuned for {need} classification (`run_glue_teacher.py` with the task's data arguments)."
+        )
+    return own
 
 
 def load_teacher_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

@@ -4,8 +4,10 @@ the tokenized training set and read by `DistillationTrainer` instead of running 
 A cache is a folder:
 
     teacher_outputs.arrow   one row per training row, in row order: `row` (the key: the row's position in the
-                            tokenized training set), `logits` (C floats) and, for PKD, `cls` (K × d floats, the [CLS]
-                            vector of each mapped teacher layer); `datasets.Dataset.from_file` opens it
+                            tokenized training set), `logits` (C floats; token classification: P × C floats, the
+                            logits of the row's P labelled tokens in position order) and, for PKD, `cls` (K × d
+                            floats, the [CLS] vector of each mapped teacher layer); `datasets.Dataset.from_file`
+                            opens it
     teacher_cache.json      what it was built from (`TeacherCacheKey`)
     COMPLETE                written last: a folder without it is not a cache
 
@@ -142,13 +144,20 @@ def _input_columns(dataset: Dataset) -> list[str]:
     return [name for name in TEACHER_INPUT_COLUMNS if name in dataset.column_names]
 
 
+def has_token_labels(dataset: Dataset) -> bool:
+    """Whether `labels` holds one integer per token (token classification): the labelled positions, whose logits the
+    cache stores, are then part of what it was built from."""
+    feature = dataset.features.get("labels")
+    return isinstance(feature, List) and isinstance(feature.feature, Value) and feature.feature.dtype.startswith("int")
+
+
 def dataset_fingerprint(dataset: Dataset) -> tuple[str, int]:
-    """`(sha256, longest row)` of the teacher's input columns, row by row in order.
+    """`(sha256, longest row)` of the teacher's input columns (and of per-token `labels`), row by row in order.
 
     The content, not `datasets`' own fingerprint, so the same data tokenized in another process matches; any change
-    of text, order, tokenizer or `max_seq_length` changes it.
+    of text, order, tokenizer, `max_seq_length` (or of the labelled tokens, `label_all_tokens`) changes it.
     """
-    columns = _input_columns(dataset)
+    columns = _input_columns(dataset) + (["labels"] if has_token_labels(dataset) else [])
     digest = hashlib.sha256(",".join(columns).encode())
     longest = 0
     arrow = dataset.with_format("arrow")
@@ -215,8 +224,9 @@ def _pad(rows: list[dict[str, list[int]]], pad_token_id: int, device: torch.devi
     return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
-def _output_features(num_labels: int, num_layers: int, hidden_size: int) -> Features:
-    features = {"row": Value("int64"), "logits": List(Value("float32"), length=num_labels)}
+def _output_features(num_labels: int, num_layers: int, hidden_size: int, per_token: bool) -> Features:
+    logits = List(Value("float32"), length=num_labels)
+    features = {"row": Value("int64"), "logits": List(logits) if per_token else logits}
     if num_layers:
         features["cls"] = List(List(Value("float32"), length=hidden_size), length=num_layers)
     return Features(features)
@@ -238,27 +248,34 @@ def _compute_windows(
     autocast_dtype: str | None,
     progress: tqdm,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """Yield `(first row, logits (W, C), cls (W, K, d) or None)` for consecutive windows of rows, in row order."""
+    """Yield `(first row, logits (W, C), cls (W, K, d) or None)` for consecutive windows of rows, in row order;
+    token classification: logits a list of W arrays `(P_i, C)`, the logits of each row's labelled tokens."""
     columns = _input_columns(dataset)
-    inputs = dataset.select_columns(columns).with_format(None)
+    token_labels = has_token_labels(dataset)
+    inputs = dataset.select_columns(columns + (["labels"] if token_labels else [])).with_format(None)
     pad_token_id = teacher.config.pad_token_id or 0
     window = batch_size * _WINDOW_BATCHES
     for start in range(0, len(dataset), window):
-        rows = inputs[start : start + window]
-        rows = [{name: rows[name][i] for name in columns} for i in range(len(rows["input_ids"]))]
+        table = inputs[start : start + window]
+        rows = [{name: table[name][i] for name in columns} for i in range(len(table["input_ids"]))]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
-        logits, cls = None, None
+        logits, cls = ([None] * len(rows) if token_labels else None), None
         for offset in range(0, len(order), batch_size):
             positions = order[offset : offset + batch_size]
             batch_logits, batch_cls = teacher_forward(
                 teacher, _pad([rows[i] for i in positions], pad_token_id, teacher.device), teacher_layers,
                 autocast_dtype,
             )
-            if logits is None:
-                logits = np.empty((len(rows), batch_logits.size(1)), dtype=np.float32)
-                if batch_cls is not None:
-                    cls = np.empty((len(rows), *batch_cls.shape[1:]), dtype=np.float32)
-            logits[positions] = batch_logits.cpu().numpy()
+            if token_labels:
+                for k, position in enumerate(positions):
+                    labelled = np.asarray(table["labels"][position]) != -100
+                    logits[position] = batch_logits[k, : len(labelled)].cpu().numpy()[labelled]
+            else:
+                if logits is None:
+                    logits = np.empty((len(rows), batch_logits.size(1)), dtype=np.float32)
+                logits[positions] = batch_logits.cpu().numpy()
+            if batch_cls is not None and cls is None:
+                cls = np.empty((len(rows), *batch_cls.shape[1:]), dtype=np.float32)
             if cls is not None:
                 cls[positions] = batch_cls.cpu().numpy()
             progress.update(len(positions))
@@ -267,7 +284,9 @@ def _compute_windows(
 
 def _write_outputs(path: Path, teacher, dataset, teacher_layers, batch_size, autocast_dtype, show_progress) -> None:
     hidden_size = teacher.config.hidden_size
-    features = _output_features(teacher.config.num_labels, len(teacher_layers), hidden_size)
+    per_token = has_token_labels(dataset)
+    num_labels = teacher.config.num_labels
+    features = _output_features(num_labels, len(teacher_layers), hidden_size, per_token)
     was_training = teacher.training
     teacher.eval()
     progress = tqdm(total=len(dataset), desc="Caching teacher outputs", unit="row", disable=not show_progress)
@@ -276,7 +295,13 @@ def _write_outputs(path: Path, teacher, dataset, teacher_layers, batch_size, aut
             for start, logits, cls in _compute_windows(
                 teacher, dataset, teacher_layers, batch_size, autocast_dtype, progress
             ):
-                columns = [pa.array(np.arange(start, start + len(logits))), _fixed_size(logits, logits.shape[1])]
+                if per_token:
+                    offsets = np.concatenate([[0], np.cumsum([len(row) for row in logits])]).astype(np.int32)
+                    flat = np.concatenate(logits).astype(np.float32) if logits else np.empty((0, num_labels))
+                    logits_array = pa.ListArray.from_arrays(pa.array(offsets), _fixed_size(flat, num_labels))
+                else:
+                    logits_array = _fixed_size(logits, logits.shape[1])
+                columns = [pa.array(np.arange(start, start + len(logits))), logits_array]
                 if cls is not None:
                     columns.append(_fixed_size(cls, *cls.shape[1:]))
                 writer.write_batch(pa.record_batch(columns, schema=features.arrow_schema))
@@ -318,11 +343,17 @@ class TeacherCache:
         return dataset.add_column(CACHE_ROW_COLUMN, np.arange(len(dataset), dtype=np.int64))
 
     def lookup(self, rows: torch.Tensor) -> TeacherOutputs:
-        """The cached outputs of training rows `rows` (B,), on `rows.device`."""
+        """The cached outputs of training rows `rows` (B,), on `rows.device`: logits `(B, C)`, or for token
+        classification `(N, C)`, the labelled tokens of the rows one after the other (the trainer's order)."""
         positions = rows.tolist()
         batch = self._outputs[positions]
         assert batch["row"].tolist() == positions, "teacher cache rows are out of order"
-        logits = torch.from_numpy(batch["logits"]).to(rows.device, non_blocking=True)
+        logits = batch["logits"]
+        per_token = self._outputs.features["logits"].length == -1  # a row holds one logit vector per labelled token
+        if per_token:
+            num_labels = self._outputs.features["logits"].feature.length
+            logits = np.concatenate([np.asarray(row, dtype=np.float32).reshape(-1, num_labels) for row in logits])
+        logits = torch.from_numpy(np.ascontiguousarray(logits)).to(rows.device, non_blocking=True)
         hidden_states = {}
         if self.key.teacher_layers:
             cls = torch.from_numpy(batch["cls"]).to(rows.device, non_blocking=True)

@@ -15,11 +15,16 @@ from transformers.utils import logging
 from . import guards
 from .config import DistillationConfig
 from .data import TaskSpec
-from .data.glue import AUGMENTED_COLUMN
+from .data.task_spec import (
+    AUGMENTED_COLUMN,
+    MULTI_LABEL_CLASSIFICATION,
+    SEQUENCE_CLASSIFICATION,
+    TOKEN_CLASSIFICATION,
+)
 from .distributed import prepare_teacher
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
 from .model_card import build_model_card, hub_model_id
-from .peft_utils import load_teacher, merge_peft_model
+from .peft_utils import classifier_auto_class, is_token_classifier, load_teacher, merge_peft_model
 from .summary import count_parameters
 from .teacher_cache import CACHE_ROW_COLUMN, TeacherCache, load_or_build_teacher_cache, teacher_autocast
 
@@ -36,11 +41,20 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class ItemCounts:
-    """`num_items_in_batch` of a `DistillationTrainer`: the rows of the whole accumulated batch (summed over
-    processes), and how many of them have a hard label the CE trains on (not -100, not an augmented row)."""
+    """`num_items_in_batch` of a `DistillationTrainer`, over the whole accumulated batch (summed over processes): its
+    rows, its predictions that count (the rows; for token classification the labelled tokens) and how many of those
+    have a hard label the CE trains on (not -100, not of an augmented row)."""
 
     examples: torch.Tensor
+    predictions: torch.Tensor
     labelled: torch.Tensor
+
+
+def count_labelled(labels: torch.Tensor) -> torch.Tensor:
+    """Predictions with a hard label: labels not -100 (multi-label: rows of `(N, C)` float labels without -100)."""
+    if labels.dim() == 2 and labels.is_floating_point():
+        return labels.ne(IGNORE_INDEX).all(dim=-1).sum()
+    return labels.ne(IGNORE_INDEX).sum()
 
 
 class _ClearGradients(TrainerCallback):
@@ -92,12 +106,16 @@ class DistillationTrainer(Trainer):
             raise ValueError("`teacher_model` is required: pass the fine-tuned teacher model or its path/Hub id.")
         if isinstance(teacher_model, str):
             teacher_model = guards.load_pretrained(
-                lambda path: load_teacher(path, argument="teacher_model"), teacher_model, "teacher_model"
+                lambda path: load_teacher(path, argument="teacher_model", auto_class=classifier_auto_class(model)),
+                teacher_model,
+                "teacher_model",
             )
         # A LoRA teacher only runs inference: merged, it is a plain model without the adapter's extra matmuls.
         teacher_model = merge_peft_model(teacher_model)
         _check_compatible(teacher_model, model)
         super().__init__(model=model, args=args, **kwargs)
+        # A token classifier predicts at every labelled token (the first sub-token of each word), not once per row.
+        self.predicts_per_token = is_token_classifier(model)
         guards.check_distributed_launch(args)  # every process one rank of one job, however the trainer is launched
         # Our compute_loss divides summed per-example losses by the number of examples of the whole accumulated
         # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
@@ -155,18 +173,35 @@ class DistillationTrainer(Trainer):
                 self._signature_columns.append(column)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> ItemCounts | None:
-        """Rows and labelled rows of the accumulated batch, summed over processes: every term is a per-row mean."""
+        """Rows, predictions and labelled predictions of the accumulated batch, summed over processes: every term is
+        a mean over one of them."""
         if not batch_samples or "input_ids" not in batch_samples[0]:
             return None
-        examples = sum(len(batch["input_ids"]) for batch in batch_samples)
-        labelled = 0
+        examples = predictions = labelled = 0
         for batch in batch_samples:
+            mask = self.prediction_mask(batch)
+            examples += len(batch["input_ids"])
+            predictions += len(batch["input_ids"]) if mask is None else int(mask.sum())
             labels = self.hard_labels(batch)
-            labelled += 0 if labels is None else int(labels.ne(IGNORE_INDEX).sum())
-        counts = torch.tensor([examples, labelled], device=device)
+            labelled += 0 if labels is None else int(count_labelled(labels))
+        counts = torch.tensor([examples, predictions, labelled], device=device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            counts = self.accelerator.gather(counts).view(-1, 2).sum(dim=0)
-        return ItemCounts(examples=counts[0], labelled=counts[1])
+            counts = self.accelerator.gather(counts).view(-1, 3).sum(dim=0)
+        return ItemCounts(examples=counts[0], predictions=counts[1], labelled=counts[2])
+
+    def prediction_mask(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Token classification: the `(B, L)` positions whose `labels` are not -100, the predictions that count;
+        None when each row is one prediction (sequence and multi-label classification)."""
+        labels = inputs.get("labels")
+        if not self.predicts_per_token:
+            return None
+        if labels is None or labels.dim() != 2:
+            raise ValueError(
+                "The student predicts per token (token classification), but the batch has no `(batch, length)` "
+                "`labels`, which mark the tokens that count (the first sub-token of each word). Tokenize the data "
+                "with `hf_distill.data.tokenize_dataset` and collate it with `DataCollatorForTokenClassification`."
+            )
+        return labels.ne(IGNORE_INDEX)
 
     def hard_labels(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The batch's `labels` as the hard-label CE reads them: -100 (ignored) on rows marked `augmented`, whose
@@ -233,21 +268,35 @@ class DistillationTrainer(Trainer):
         attention_mask = model_inputs.get("attention_mask")
         if attention_mask is None:
             attention_mask = torch.ones_like(model_inputs["input_ids"])
+        mask = self.prediction_mask(inputs)
+        predictions = None
+        if mask is not None:
+            teacher_logits = teacher_outputs.logits
+            # Cached teacher outputs of a token task hold the labelled positions only, already in this order.
+            predictions = (student_outputs.logits[mask], teacher_logits if teacher_logits.dim() == 2 else
+                           teacher_logits[mask])
+            labels = labels[mask]
+        is_multi_label = getattr(self.model.config, "problem_type", None) == MULTI_LABEL_CLASSIFICATION
         terms = method.loss_terms(
-            LossInputs(student_outputs, teacher_outputs, labels, attention_mask, student_captures, teacher_captures)
+            LossInputs(student_outputs, teacher_outputs, labels, attention_mask, student_captures, teacher_captures,
+                       predictions, is_multi_label)
         )
         batch_size = student_outputs.logits.size(0)
-        batch_labelled = batch_size if labels is None else labels.ne(IGNORE_INDEX).sum()
+        batch_predictions = batch_size if mask is None else mask.sum()
+        batch_labelled = batch_predictions if labels is None else count_labelled(labels)
         if isinstance(num_items_in_batch, ItemCounts):
-            examples, labelled = num_items_in_batch.examples, num_items_in_batch.labelled
+            examples, predictions_count, labelled = (
+                num_items_in_batch.examples, num_items_in_batch.predictions, num_items_in_batch.labelled
+            )
         elif num_items_in_batch is not None:  # a plain count of rows, all taken as labelled
-            examples = labelled = num_items_in_batch
+            examples = predictions_count = labelled = num_items_in_batch
         else:
-            examples, labelled = batch_size, batch_labelled
+            examples, predictions_count, labelled = batch_size, batch_predictions, batch_labelled
         # A batch of augmented rows only has a CE sum of 0: clamping keeps 0 / 0 from turning the loss into NaN.
         labelled = torch.as_tensor(labelled).clamp(min=1)
-        denominators = {name: labelled if name in LABELLED_TERMS else examples for name in terms}
-        loss = sum(weight * value / denominators[name] for name, (weight, value) in terms.items())
+        predictions_count = torch.as_tensor(predictions_count).clamp(min=1)
+        loss = sum(weight * value / self._term_denominator(name, examples, predictions_count, labelled)
+                   for name, (weight, value) in terms.items())
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # DDP averages gradients over processes while the denominator already counts every process's examples.
             loss = loss * self.accelerator.num_processes
@@ -257,12 +306,19 @@ class DistillationTrainer(Trainer):
 
         buffer = self._term_buffer["train" if model.training else "eval"]
         for name, (_, value) in terms.items():
-            rows = batch_labelled if name in LABELLED_TERMS else batch_size
+            rows = self._term_denominator(name, batch_size, batch_predictions, batch_labelled)
             if rows:  # a batch without labelled rows says nothing about the CE
                 buffer[name].append(value.detach() / rows)
         if return_outputs:
             return loss, SequenceClassifierOutput(loss=loss, logits=student_outputs.logits)
         return loss
+
+    def _term_denominator(self, name: str, examples, predictions, labelled):
+        """What a term is averaged over: labelled predictions (the CE), examples (the method's intermediate-layer
+        `example_terms`) or predictions (every other term)."""
+        if name in LABELLED_TERMS:
+            return labelled
+        return examples if name in self.distillation_method.example_terms else predictions
 
     def _teacher_outputs(self, inputs, model_inputs, output_hidden_states: bool):
         """Cached outputs for rows of the cached training set, else a no-grad teacher pass (no cache, evaluation)."""
@@ -330,7 +386,14 @@ class DistillationTrainer(Trainer):
         id2label = getattr(config, "id2label", None) or {}
         label_names = None if getattr(config, "num_labels", 2) == 1 else tuple(id2label[i] for i in sorted(id2label))
         metrics = tuple(name[len("eval_"):] for name in self._latest_eval_metrics()) or ("loss",)
-        return TaskSpec(dataset if isinstance(dataset, str) else "custom", (), label_names, metrics)
+        if is_token_classifier(unwrap_model(self.model)):
+            task_type = TOKEN_CLASSIFICATION
+        elif getattr(config, "problem_type", None) == MULTI_LABEL_CLASSIFICATION:
+            task_type = MULTI_LABEL_CLASSIFICATION
+        else:
+            task_type = SEQUENCE_CLASSIFICATION
+        return TaskSpec(dataset if isinstance(dataset, str) else "custom", (), label_names, metrics,
+                        task_type=task_type)
 
     def _latest_eval_metrics(self) -> dict[str, float]:
         """The task metrics of the latest evaluation in the log (not its losses or timings)."""

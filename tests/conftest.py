@@ -1,7 +1,8 @@
 """Shared offline fixtures: a tiny WordPiece tokenizer, tiny random BERT teachers and GLUE-style files.
 
 Everything here is built in `tmp_path` from a handful of words, so unit tests never touch the network.
-The real MiniLM and the real GLUE files are reached only through `minilm_path` and `glue_dir`.
+The real MiniLM and the real GLUE and CoNLL files are reached only through `minilm_path`, `glue_dir` and
+`conll_data_dir`.
 """
 
 import os
@@ -123,13 +124,23 @@ def tiny_sst2_dir(tmp_path):
     return path
 
 
+def _shared_data(name: str) -> Path:
+    path = SHARED_DIR / "data" / name
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path}; set HF_DISTILL_SHARED_DIR")
+    return path
+
+
 @pytest.fixture
 def glue_dir():
     """The real GLUE copy in ../shared/data/glue (present here and in CI)."""
-    path = SHARED_DIR / "data" / "glue"
-    if not path.is_dir():
-        pytest.skip(f"real GLUE data not found at {path}; set HF_DISTILL_SHARED_DIR")
-    return path
+    return _shared_data("glue")
+
+
+@pytest.fixture
+def conll_data_dir():
+    """The real CoNLL-2003 copy in ../shared/data/conll2003 (present here and in CI)."""
+    return _shared_data("conll2003")
 
 
 @pytest.fixture

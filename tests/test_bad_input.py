@@ -139,7 +139,7 @@ def test_output_dir_of_a_finished_teacher_run(tmp_path):
 def test_unknown_task_in_the_teacher_script(tmp_path, tiny_teacher_dir):
     refused(run_glue_teacher.main, ["--model_name_or_path", str(tiny_teacher_dir), "--task_name", "sst5",
                                     "--max_seq_length", "32", "--output_dir", str(tmp_path / "out")],
-            r"`task_name` is 'sst5', which is not a GLUE")
+            r"`task_name` is 'sst5', which is not a named task")
 
 
 @pytest.mark.parametrize("make_folder", [lambda path: None, lambda path: path.mkdir()], ids=["missing", "incomplete"])
@@ -586,7 +586,7 @@ def test_validation_file_without_the_label_column(tmp_path, tiny_teacher_dir):
     argv = [item for item in argv if item not in ("--task_name", "sst2", "--data_dir", str(tmp_path))]
     message = refused(run_glue_teacher.main, argv, r"`label_column` is 'label', but `validation_file` has no such "
                                                    r"column; its columns are \['sentence'\]")
-    assert_gives_a_fix(message, "Pass `label_column` naming the label column, or add it to that file")
+    assert_gives_a_fix(message, "Pass `label_column` naming the label column, or add it to `validation_file`")
 
 
 def test_text_columns_naming_the_label_column(tmp_path, tiny_teacher_dir):

@@ -376,7 +376,7 @@ def tiny_sst2(tiny_sst2_dir):
 
 def test_tokenize_dataset_is_unpadded(tiny_sst2, tiny_tokenizer):
     dataset, task = tiny_sst2
-    tokenized = tokenize_dataset(dataset, tiny_tokenizer, task.text_columns, max_seq_length=64)
+    tokenized = tokenize_dataset(dataset, tiny_tokenizer, task, max_seq_length=64)
     assert set(tokenized["train"].column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels", "idx"}
     assert tokenized["train"]["labels"] == dataset["train"]["label"]
     assert tokenized["train"]["idx"] == dataset["train"]["idx"]
@@ -400,7 +400,7 @@ def test_tokenize_dataset_truncates_pairs(tmp_path, tiny_tokenizer):
     rows = [{"sentence1": "the movie was very good and fun", "sentence2": "the film was great", "label": 0}]
     train = write_rows(tmp_path / "pairs.csv", rows)
     dataset, task = load_task_dataset("rte", train_file=train, validation_file=train, cache_dir=str(tmp_path / "c"))
-    tokenized = tokenize_dataset(dataset, tiny_tokenizer, task.text_columns, max_seq_length=8)
+    tokenized = tokenize_dataset(dataset, tiny_tokenizer, task, max_seq_length=8)
     row = tokenized["validation"][0]
     assert len(row["input_ids"]) == 8
     tokens = tiny_tokenizer.convert_ids_to_tokens(row["input_ids"])
@@ -411,4 +411,4 @@ def test_tokenize_dataset_truncates_pairs(tmp_path, tiny_tokenizer):
 def test_tokenize_dataset_rejects_too_long_max_seq_length(tiny_sst2, tiny_tokenizer):
     dataset, task = tiny_sst2
     with pytest.raises(ValueError, match="`max_seq_length` is 128, but the tokenizer accepts at most 64"):
-        tokenize_dataset(dataset, tiny_tokenizer, task.text_columns, max_seq_length=128)
+        tokenize_dataset(dataset, tiny_tokenizer, task, max_seq_length=128)

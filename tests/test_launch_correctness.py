@@ -100,9 +100,9 @@ def test_the_loader_keeps_the_augmented_column_of_a_file(tmp_path):
             {"sentence": "the film is good", "label": "positive", "idx": 0, "augmented": True},
             {"sentence": "the plot is dull", "label": "negative", "idx": 1, "augmented": False}]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    raw, _ = load_task_dataset("sst2", train_file=str(path), validation_file=str(path))
+    raw, task = load_task_dataset("sst2", train_file=str(path), validation_file=str(path))
     assert raw["train"]["augmented"] == [False, True, False]
-    tokenized = tokenize_dataset(raw, make_tiny_tokenizer(), ("sentence",), 32)
+    tokenized = tokenize_dataset(raw, make_tiny_tokenizer(), task, 32)
     batch = DataCollatorWithPadding(make_tiny_tokenizer())([tokenized["train"][i] for i in range(3)])
     assert batch["augmented"].tolist() == [False, True, False]
 

@@ -342,7 +342,7 @@ def test_minilm_teacher_into_a_narrower_student_on_real_sst2_rows(tmp_path, mini
     spec = '{"num_hidden_layers": 3, "hidden_size": 192, "intermediate_size": 384}'
     student = build_student_from_config(spec, teacher)
     raw, task = load_task_dataset("sst2", data_dir=str(glue_dir / "SST-2"), max_train_samples=8, max_eval_samples=8)
-    train = tokenize_dataset(raw, tokenizer, task.text_columns, 32)["train"]
+    train = tokenize_dataset(raw, tokenizer, task, 32)["train"]
     args = tinybert_args(tmp_path, max_steps=1, per_device_train_batch_size=8)
     trainer, _ = train_student(
         student, teacher, args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer)

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import datasets
 import torch
 
-from .glue import AUGMENTED_COLUMN
+from .task_spec import AUGMENTED_COLUMN
 
 
 @runtime_checkable

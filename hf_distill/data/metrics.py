@@ -1,8 +1,13 @@
-"""GLUE metrics in plain numpy, so evaluation needs neither the network nor scikit-learn.
+"""Task metrics. Sequence and multi-label metrics in plain numpy, so evaluation needs neither the network nor
+scikit-learn; token classification through `seqeval` (the conlleval definition everyone reports).
 
-Definitions follow the GLUE benchmark and give the values of scikit-learn / scipy: accuracy; binary F1 of class 1
-(MRPC, QQP); Matthews correlation (CoLA; 0.0 when predictions or references are constant, as in scikit-learn);
-Pearson and Spearman correlation (STS-B; nan when an input is constant, as in scipy).
+Definitions give the values of scikit-learn / scipy / seqeval: accuracy; binary F1 of class 1 (MRPC, QQP); macro-F1
+(the unweighted mean of the per-class F1, a class absent from predictions and references counting 0, as
+scikit-learn's `f1_score(average="macro")` over the labels seen); Matthews correlation (CoLA; 0.0 when predictions or
+references are constant, as in scikit-learn); Pearson and Spearman correlation (STS-B; nan when an input is constant,
+as in scipy). Multi-label: micro-/macro-F1 of the per-label decisions `sigmoid(logit) > 0.5` (logit > 0) and exact
+match (every label of the row right). Token classification: entity-level precision/recall/F1 (seqeval's default,
+conlleval) and token accuracy over the labelled positions.
 """
 
 from collections.abc import Callable, Sequence
@@ -12,7 +17,9 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
-from .glue import TaskSpec, get_task
+from .loading import get_task
+from .task_spec import TaskSpec
+from .tokenization import IGNORE_INDEX
 
 __all__ = ["build_compute_metrics", "compute_glue_metrics", "load_glue_metric"]
 
@@ -30,6 +37,56 @@ def binary_f1(predictions: np.ndarray, references: np.ndarray) -> float:
     errors = np.sum(predictions != references)
     denominator = 2 * true_positives + errors
     return float(2 * true_positives / denominator) if denominator else 0.0
+
+
+def _f1_scores(true_positives: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Per-class F1 from counts; 0 where a class has neither predictions nor references (scikit-learn's value)."""
+    denominator = predicted + actual
+    return np.divide(2 * true_positives, denominator, out=np.zeros(len(denominator)), where=denominator > 0)
+
+
+def macro_f1(predictions: np.ndarray, references: np.ndarray) -> float:
+    """Unweighted mean of the per-class F1 over the classes in predictions or references. Inputs: `(n,)` ids."""
+    classes = np.unique(np.concatenate([predictions, references]))
+    scores = _f1_scores(
+        np.array([np.sum((predictions == c) & (references == c)) for c in classes]),
+        np.array([np.sum(predictions == c) for c in classes]),
+        np.array([np.sum(references == c) for c in classes]),
+    )
+    return float(scores.mean())
+
+
+def multi_label_metrics(logits: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """`micro_f1`, `macro_f1` (over every label) and `exact_match` of `(n, C)` logits against `(n, C)` 0/1 labels,
+    deciding each label at probability 0.5."""
+    predictions, references = logits > 0, references > 0.5
+    true_positives = (predictions & references).sum(axis=0)
+    predicted, actual = predictions.sum(axis=0), references.sum(axis=0)
+    micro_denominator = predicted.sum() + actual.sum()
+    return {
+        "micro_f1": float(2 * true_positives.sum() / micro_denominator) if micro_denominator else 0.0,
+        "macro_f1": float(_f1_scores(true_positives, predicted, actual).mean()),
+        "exact_match": float((predictions == references).all(axis=1).mean()),
+    }
+
+
+def token_classification_metrics(
+    logits: np.ndarray, labels: np.ndarray, label_names: tuple[str, ...]
+) -> dict[str, float]:
+    """Entity-level `precision`/`recall`/`f1` (seqeval, conlleval's definition on IOB tags) and token `accuracy` of
+    `(n, L, C)` logits against `(n, L)` tag ids, over the positions whose label is not -100."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    predictions = logits.argmax(axis=-1)
+    kept = labels != IGNORE_INDEX
+    predicted_tags = [[label_names[i] for i in row[mask]] for row, mask in zip(predictions, kept, strict=True)]
+    gold_tags = [[label_names[i] for i in row[mask]] for row, mask in zip(labels, kept, strict=True)]
+    return {
+        "f1": float(f1_score(gold_tags, predicted_tags, zero_division=0)),
+        "precision": float(precision_score(gold_tags, predicted_tags, zero_division=0)),
+        "recall": float(recall_score(gold_tags, predicted_tags, zero_division=0)),
+        "accuracy": float((predictions[kept] == labels[kept]).mean()) if kept.any() else 0.0,
+    }
 
 
 def matthews_correlation(predictions: np.ndarray, references: np.ndarray) -> float:
@@ -71,6 +128,7 @@ def spearman(predictions: np.ndarray, references: np.ndarray) -> float:
 _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy,
     "f1": binary_f1,
+    "macro_f1": macro_f1,
     "matthews_correlation": matthews_correlation,
     "pearson": pearson,
     "spearmanr": spearman,
@@ -81,7 +139,7 @@ def compute_glue_metrics(metric_names: Sequence[str], predictions, references) -
     """Compute the named metrics, e.g. `compute_glue_metrics(task.metric_names, preds, labels)`.
 
     Args:
-        metric_names: names among "accuracy", "f1", "matthews_correlation", "pearson", "spearmanr".
+        metric_names: names among "accuracy", "f1", "macro_f1", "matthews_correlation", "pearson", "spearmanr".
         predictions: `(n,)` predicted label ids, or scores for pearson/spearmanr.
         references: `(n,)` gold label ids or scores.
 
@@ -103,19 +161,23 @@ def compute_glue_metrics(metric_names: Sequence[str], predictions, references) -
 
 
 def build_compute_metrics(task: TaskSpec) -> Callable[[EvalPrediction], dict[str, float]]:
-    """A `Trainer` `compute_metrics`: argmax of the logits (squeezed scores for regression), then the task's metrics.
+    """A `Trainer` `compute_metrics` for the task: argmax of the logits (squeezed scores for regression) and the
+    task's metrics; multi-label and token classification as in the module doc.
 
-    The predictions may be `(batch, num_labels)` logits or a tuple whose first element holds them (models that
-    also return hidden states).
+    The predictions may be logits or a tuple whose first element holds them (models that also return hidden states).
     """
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
         logits = eval_prediction.predictions
         if isinstance(logits, tuple):
             logits = logits[0]
-        logits = np.asarray(logits)
+        logits, references = np.asarray(logits), np.asarray(eval_prediction.label_ids)
+        if task.is_token_classification:
+            return token_classification_metrics(logits, references, task.label_names)
+        if task.is_multi_label:
+            return multi_label_metrics(logits, references)
         predictions = logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
-        return compute_glue_metrics(task.metric_names, predictions, eval_prediction.label_ids)
+        return compute_glue_metrics(task.metric_names, predictions, references)
 
     return compute_metrics
 

@@ -13,7 +13,7 @@ PKD on the task starts from that encoder.
 
 import torch
 
-from .glue import normalize_task_name
+from .task_spec import normalize_task_name
 
 # (t1, t2) from the PeaKD reference code, keyed by GLUE task name.
 PTP_THRESHOLDS: dict[str, tuple[float, float]] = {

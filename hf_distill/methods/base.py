@@ -7,7 +7,9 @@ stages before or after the main training. `DistillationTrainer` builds one insta
 (`hf_distill.methods`) maps names to classes.
 
 Loss terms are written against what every task has: prediction logits `(N, C)` over the predictions that count and
-their hard labels (-100 where there is none); for sequence classification N is the batch (one per example).
+their hard labels (-100 where there is none): for sequence and multi-label classification N is the batch (one per
+example), for token classification the labelled tokens of the batch (the first sub-token of each word). Terms
+named in `example_terms` (intermediate-layer terms) are averaged over the examples, the others over the predictions.
 """
 
 from contextlib import nullcontext
@@ -19,6 +21,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .. import losses
+from ..data.task_spec import TASK_TYPES
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainingArguments
@@ -32,13 +35,15 @@ LABELLED_TERMS = ("loss_ce",)
 
 @dataclass
 class LossInputs:
-    """What a method's loss terms read for one batch (sequence classification: one prediction per example, logits
-    `(B, C)`; a task with several predictions per example selects the positions that count before this).
+    """What a method's loss terms read for one batch.
 
     `student_outputs`/`teacher_outputs`: the models' outputs (`logits`, and `hidden_states` when the method asked for
-    them; the teacher's may come from the cache, with the cached layers only). `labels`: hard labels, -100 where a
-    row has none (augmented rows, see `DistillationTrainer.hard_labels`), or None. `attention_mask`: `(B, L)`.
-    `student_captures`/`teacher_captures`: what the method's `capture` collected during each forward pass.
+    them; the teacher's may come from the cache, with the cached layers only). `labels`: hard labels of the
+    predictions, -100 where one has none (augmented rows, see `DistillationTrainer.hard_labels`), or None; multi-label
+    rows are `(N, C)` 0/1 floats. `attention_mask`: `(B, L)`. `student_captures`/`teacher_captures`: what the
+    method's `capture` collected during each forward pass. `predictions`: the `(N, C)` student and teacher logits of
+    the predictions that count, when they are not the outputs' logits (token classification: the labelled tokens).
+    `is_multi_label`: whether each logit is a label of its own (sigmoid), not a class of a softmax.
     """
 
     student_outputs: Any
@@ -47,10 +52,28 @@ class LossInputs:
     attention_mask: torch.Tensor
     student_captures: Any = None
     teacher_captures: Any = None
+    predictions: tuple[torch.Tensor, torch.Tensor] | None = None
+    is_multi_label: bool = False
+
+    @property
+    def student_logits(self) -> torch.Tensor:
+        return self.student_outputs.logits if self.predictions is None else self.predictions[0]
+
+    @property
+    def teacher_logits(self) -> torch.Tensor:
+        return self.teacher_outputs.logits if self.predictions is None else self.predictions[1]
 
     @property
     def is_regression(self) -> bool:
-        return self.student_outputs.logits.size(-1) == 1
+        return self.student_logits.size(-1) == 1 and not self.is_multi_label
+
+
+def hard_label_loss(student_logits: torch.Tensor, inputs: LossInputs) -> torch.Tensor:
+    """The batch sum of the hard-label loss of the task: CE (squared error for regression; per-label binary CE for
+    multi-label), rows labelled -100 left out."""
+    if inputs.is_multi_label:
+        return losses.multi_label_hard_loss(student_logits, inputs.labels, reduction="sum")
+    return losses.hard_label_loss(student_logits, inputs.labels, reduction="sum")
 
 
 class DistillationMethod:
@@ -77,6 +100,11 @@ class DistillationMethod:
     cacheable: ClassVar[bool] = True
     # A dataclass of extra command-line arguments (`run_distill.py` parses it with the others), or None.
     arguments: ClassVar[type | None] = None
+    # Loss terms averaged over the examples (intermediate-layer terms); the others are averaged over the predictions
+    # that count (the same for sequence tasks; the labelled tokens for token classification).
+    example_terms: ClassVar[tuple[str, ...]] = ()
+    # Task types (`hf_distill.data.TASK_TYPES`) the method trains; run_distill.py refuses the others.
+    task_types: ClassVar[tuple[str, ...]] = TASK_TYPES
 
     def __init__(self, args: "TrainingArguments", student: nn.Module, teacher: PreTrainedModel):
         self.args = args
@@ -90,6 +118,15 @@ class DistillationMethod:
     def effective_settings(cls, args: "TrainingArguments") -> dict[str, Any]:
         """Settings beyond the config's fields to log and save in `distillation_config.json` (e.g. stages)."""
         return {}
+
+    @classmethod
+    def check_task(cls, task, method_arguments) -> None:
+        """Refuse a task the method does not train (`task_types`), naming the fix."""
+        if task.task_type not in cls.task_types:
+            raise ValueError(
+                f"`method` {cls.name!r} does not apply to task {task.name!r} ({task.task_type}); it trains "
+                f"{list(cls.task_types)}. Choose another `--method` (kd, tinybert and bilstm train every task type)."
+            )
 
     # -- teacher outputs --------------------------------------------------------------------------------------
     def cached_teacher_layers(self) -> list[int]:
@@ -114,18 +151,26 @@ class DistillationMethod:
         kd = losses.kd_loss(student_logits, teacher_logits, self.args.temperature, reduction="sum")
         return {"loss_kd": (self.args.alpha, kd)}
 
+    def multi_label_distillation_term(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> LossTerms:
+        """The term matching multi-label predictions, `(N, C)` logits: Hinton's KL per label (each a Bernoulli) at
+        `temperature`, summed over the labels (`losses.multi_label_kd_loss`)."""
+        kd = losses.multi_label_kd_loss(student_logits, teacher_logits, self.args.temperature, reduction="sum")
+        return {"loss_kd": (self.args.alpha, kd)}
+
     def prediction_terms(self, inputs: LossInputs) -> LossTerms:
-        """`distillation_term` (the squared error to the teacher's prediction for regression) plus the hard-label
-        loss weighted `1 − alpha` when there are labels."""
-        student_logits, teacher_logits = inputs.student_outputs.logits, inputs.teacher_outputs.logits
+        """`distillation_term` (the squared error to the teacher's prediction for regression, the per-label
+        `multi_label_distillation_term` for multi-label) plus the hard-label loss weighted `1 − alpha` when there are
+        labels."""
+        student_logits, teacher_logits = inputs.student_logits, inputs.teacher_logits
         if inputs.is_regression:
             mse = losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum")
             terms = {"loss_mse": (self.args.alpha, mse)}
+        elif inputs.is_multi_label:
+            terms = self.multi_label_distillation_term(student_logits, teacher_logits)
         else:
             terms = self.distillation_term(student_logits, teacher_logits)
         if inputs.labels is not None and self.args.alpha < 1.0:
-            hard = losses.hard_label_loss(student_logits, inputs.labels, reduction="sum")
-            terms["loss_ce"] = (1.0 - self.args.alpha, hard)
+            terms["loss_ce"] = (1.0 - self.args.alpha, hard_label_loss(student_logits, inputs))
         return terms
 
     # -- weights trained beside the student (never saved in it) -------------------------------------------------

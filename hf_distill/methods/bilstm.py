@@ -17,3 +17,6 @@ class BiLSTMDistillation(DistillationMethod):
 
     def distillation_term(self, student_logits, teacher_logits) -> LossTerms:
         return {"loss_mse": (self.args.alpha, losses.logit_mse_loss(student_logits, teacher_logits, reduction="sum"))}
+
+    # Raw logits are matched whatever they feed (a softmax, or one sigmoid per label).
+    multi_label_distillation_term = distillation_term

@@ -16,8 +16,8 @@ from transformers.utils import logging
 
 from ..classifier_trainer import ClassifierTrainer
 from ..data import TaskSpec
-from ..data.glue import AUGMENTED_COLUMN
 from ..data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
+from ..data.task_spec import AUGMENTED_COLUMN, SEQUENCE_CLASSIFICATION
 from .pkd import PKD
 from .registry import register_method
 
@@ -134,6 +134,16 @@ class PeaKD(PKD):
     presets = {"alpha": 0.7, "temperature": 10.0, "beta": 100.0}
     default_student = "sps"
     arguments = PTPArguments
+
+    @classmethod
+    def check_task(cls, task, method_arguments) -> None:
+        super().check_task(task, method_arguments)
+        if task.task_type != SEQUENCE_CLASSIFICATION and (method_arguments is None or method_arguments.ptp):
+            raise ValueError(
+                f"PeaKD's PTP (`ptp`) relabels each example by the teacher's confidence in its one label, which task "
+                f"{task.name!r} ({task.task_type}) does not have. Pass `--ptp false` to train SPS + Patient KD, or "
+                "use another `--method`."
+            )
 
     @classmethod
     def before_training(cls, student, teacher, args, method_arguments, task, train_dataset, eval_dataset,

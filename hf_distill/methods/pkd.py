@@ -81,6 +81,8 @@ class PKD(DistillationMethod):
     summary = "Patient KD: KD plus the distance between normalised [CLS] states of mapped intermediate layers."
     presets = {"alpha": 0.7, "temperature": 10.0, "beta": 500.0}
     fields = PATIENT_FIELDS
+    # The paper's [CLS] patience, per example also on token tasks, where the per-token KD term is the prediction one.
+    example_terms = ("loss_pkd",)
 
     def __init__(self, args, student: nn.Module, teacher: PreTrainedModel):
         super().__init__(args, student, teacher)

@@ -319,6 +319,9 @@ class TinyBERT(DistillationMethod):
     # Its stage-1 terms read full hidden states and attention maps, which are too large to cache per example.
     cacheable = False
     fields = ("temperature", *TINYBERT_FIELDS)
+    # Stage 1 matches every token's states per example (token tasks too); stage 2's prediction terms are per
+    # prediction (per labelled token for token classification).
+    example_terms = ("loss_emb", "loss_hidden", "loss_attn")
 
     def __init__(self, args: TrainingArguments, student: PreTrainedModel, teacher: PreTrainedModel):
         super().__init__(args, student, teacher)
@@ -398,7 +401,7 @@ class TinyBERT(DistillationMethod):
                 "TinyBERT stage 2 on a regression task trains on the gold scores (MSE, as the reference), but the "
                 "batch has no `labels`. Give the training set a `labels` column."
             )
-        student_logits, teacher_logits = inputs.student_outputs.logits, inputs.teacher_outputs.logits
+        student_logits, teacher_logits = inputs.student_logits, inputs.teacher_logits
         unlabelled = (inputs.labels == -100).unsqueeze(-1)
         to_teacher = losses.logit_mse_loss(
             torch.where(unlabelled, student_logits.float(), 0.0), torch.where(unlabelled, teacher_logits.float(), 0.0),

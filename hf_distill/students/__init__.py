@@ -1,6 +1,6 @@
 """Student models: stock classes built by selecting teacher layers, and custom students in sub-packages."""
 
-from .bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, build_bilstm_student
+from .bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, BiLSTMForTokenClassification, build_bilstm_student
 from .layer_selection import (
     ENCODER_LAYER_PATHS,
     build_student_from_teacher,
@@ -9,13 +9,21 @@ from .layer_selection import (
     register_encoder_architecture,
     resolve_student_layer_ids,
 )
-from .sps import SPSBertConfig, SPSBertForSequenceClassification, SPSBertModel, build_sps_student
+from .sps import (
+    SPSBertConfig,
+    SPSBertForSequenceClassification,
+    SPSBertForTokenClassification,
+    SPSBertModel,
+    build_sps_student,
+)
 
 __all__ = [
     "BiLSTMConfig",
     "BiLSTMForSequenceClassification",
+    "BiLSTMForTokenClassification",
     "SPSBertConfig",
     "SPSBertForSequenceClassification",
+    "SPSBertForTokenClassification",
     "SPSBertModel",
     "build_bilstm_student",
     "build_sps_student",

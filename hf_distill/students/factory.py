@@ -4,11 +4,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 from transformers.utils import logging
 
 from ..guards import check_fields_apply, check_loaded_weights, check_tokenizer_vocabulary, load_pretrained
 from ..methods import get_method
+from ..peft_utils import classifier_auto_class
 from . import bilstm, sps
 from .bilstm import build_bilstm_student
 from .layer_selection import build_student_from_teacher, parse_layer_ids
@@ -114,7 +115,7 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
         )
     # A general-distillation checkpoint has no task head: give it the task's labels (a mismatching head is an error).
     student, loading_info = load_pretrained(
-        AutoModelForSequenceClassification.from_pretrained,
+        task.auto_model_class.from_pretrained,
         path,
         argument,
         output_loading_info=True,
@@ -126,7 +127,14 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
 
 def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
     """The student for `method`: ready-made, from a config, a BiLSTM, an SPS BERT or a plain layer selection of the
-    teacher."""
+    teacher; a multi-label task's student is one too (`problem_type`, which its loss and the trainer read)."""
+    student = _build_student(args, method, teacher, tokenizer, task)
+    if task.is_multi_label:
+        student.config.problem_type = "multi_label_classification"
+    return student
+
+
+def _build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
     check_fields_apply(args, ARCH_FIELDS, args.resolved_arch(method), "student_arch")
     if args.student_config:
         other_choices = (
@@ -157,6 +165,7 @@ def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel,
             hidden_size=args.bilstm_hidden_size,
             fc_hidden_size=args.bilstm_fc_hidden_size,
             pooling=args.bilstm_pooling,
+            token_classification=task.is_token_classification,
         )
     num_layers = args.student_layers
     if num_layers is None and args.student_layer_ids is None:
@@ -213,7 +222,7 @@ def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrained
         )
     try:
         config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
-        student = AutoModelForSequenceClassification.from_config(config)
+        student = classifier_auto_class(teacher).from_config(config)
     except (ValueError, TypeError) as error:  # e.g. a hidden_size that num_attention_heads does not divide
         raise ValueError(
             f"`student_config` {overrides} does not give a valid {type(teacher.config).__name__}: "

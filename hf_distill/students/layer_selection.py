@@ -228,7 +228,7 @@ def copy_selected_layers(
     *,
     source_label: str = "teacher",
     layers_path: str | None = None,
-) -> None:
+) -> list[str]:
     """The one weight copy of plain and SPS students: student layer j <- `source` layer `layer_ids[j]`, every other
     tensor by name, and the map recorded in the student's config.
 
@@ -236,6 +236,9 @@ def copy_selected_layers(
     source) with a shape check per tensor, logs "student layer j <- {source_label} layer i" per layer and the
     tensors the source lacks (they keep their fresh initialisation), and records `distillation_layer_ids` (the
     0-based source layers) and `distillation_source` (its name or path, None for an unsaved in-memory model).
+
+    Returns:
+        The student state-dict keys the source lacks, left freshly initialised (empty when every tensor was copied).
 
     Raises:
         ValueError: a source tensor's shape differs from the student's, naming both keys and shapes.
@@ -266,6 +269,7 @@ def copy_selected_layers(
         logger.info(f"Freshly initialised (not in {source_label}): {', '.join(fresh)}")
     student.config.distillation_layer_ids = list(layer_ids)
     student.config.distillation_source = source.name_or_path or None
+    return fresh
 
 
 def build_student_from_teacher(

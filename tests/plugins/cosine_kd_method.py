@@ -15,6 +15,6 @@ class CosineKD(DistillationMethod):
 
     def loss_terms(self, inputs):
         terms = self.prediction_terms(inputs)  # KD and CE, as the built-in kd
-        cosine = F.cosine_similarity(inputs.student_outputs.logits, inputs.teacher_outputs.logits.float(), dim=-1)
+        cosine = F.cosine_similarity(inputs.student_logits, inputs.teacher_logits.float(), dim=-1)
         terms["loss_cosine"] = (1.0, (1.0 - cosine).sum())
         return terms

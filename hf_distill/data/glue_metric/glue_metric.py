@@ -11,8 +11,9 @@ from `hf_distill.data.metrics.compute_glue_metrics`, the same code the `Trainer`
 import datasets
 import evaluate
 
-from hf_distill.data.glue import get_task
+from hf_distill.data.glue import GLUE_TASKS
 from hf_distill.data.metrics import compute_glue_metrics
+from hf_distill.data.task_spec import normalize_task_name
 
 _DESCRIPTION = """GLUE metrics per task: accuracy (SST-2, MNLI, QNLI, RTE, WNLI), F1 of class 1 and accuracy (MRPC,
 QQP), Matthews correlation (CoLA), Pearson and Spearman correlation (STS-B)."""
@@ -33,11 +34,19 @@ Returns:
 """
 
 
+def glue_task(config_name: str):
+    task = GLUE_TASKS.get(normalize_task_name(config_name))
+    if task is None:
+        raise ValueError(
+            f"`task_name` is {config_name!r}, which is not a GLUE task. Use one of {', '.join(GLUE_TASKS)}."
+        )
+    return task
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS_DESCRIPTION)
 class GlueMetric(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        # get_task raises a ValueError naming the known tasks for a config name that is not one.
-        task = get_task(self.config_name)
+        task = glue_task(self.config_name)
         # float64 scores so the module returns exactly what compute_glue_metrics returns on the same inputs.
         value = datasets.Value("float64" if task.is_regression else "int64")
         return evaluate.MetricInfo(
@@ -49,4 +58,4 @@ class GlueMetric(evaluate.Metric):
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
-        return compute_glue_metrics(get_task(self.config_name).metric_names, predictions, references)
+        return compute_glue_metrics(glue_task(self.config_name).metric_names, predictions, references)

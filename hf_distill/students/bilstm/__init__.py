@@ -1,29 +1,37 @@
 """BiLSTM student (Tang et al. 2019): the custom model pair, its Auto registration and `build_bilstm_student`.
 
-Importing this package registers `hf_distill_bilstm` with `AutoConfig` / `AutoModelForSequenceClassification` in this
-process, and marks both classes for `save_pretrained` to write `auto_map` and copy their two files, so a saved
-student loads anywhere with `trust_remote_code=True`.
+Importing this package registers `hf_distill_bilstm` with `AutoConfig`, `AutoModelForSequenceClassification` and
+`AutoModelForTokenClassification` in this process, and marks the classes for `save_pretrained` to write `auto_map` and
+copy their two files, so a saved student loads anywhere with `trust_remote_code=True`.
 """
 
 from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging
 
 from ...data.word_vectors import load_word_vectors, word_vector_dim
 from ...distributed import gathered_parameters
 from .configuration_bilstm import BiLSTMConfig
-from .modeling_bilstm import BiLSTMForSequenceClassification
+from .modeling_bilstm import BiLSTMForSequenceClassification, BiLSTMForTokenClassification
 
 logger = logging.get_logger(__name__)
 
 # exist_ok: re-importing (reloads, notebooks) must not fail on the second registration.
 AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)
+AutoModelForTokenClassification.register(BiLSTMConfig, BiLSTMForTokenClassification, exist_ok=True)
 BiLSTMConfig.register_for_auto_class()
 BiLSTMForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+BiLSTMForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 EMBEDDING_INIT_CHOICES = ("random", "teacher", "file")
 # `--student_arch` of this student.
@@ -38,20 +46,25 @@ def build_bilstm_student(
     teacher: PreTrainedModel | None = None,
     embedding_init: Literal["random", "teacher", "file"] = "random",
     embedding_file: str | Path | None = None,
+    token_classification: bool = False,
     **config_overrides,
-) -> BiLSTMForSequenceClassification:
+) -> BiLSTMForSequenceClassification | BiLSTMForTokenClassification:
     """A fresh BiLSTM student over the teacher's tokenizer vocabulary (no external vocabulary needed).
 
     Args:
         tokenizer: the teacher's tokenizer; `vocab_size = len(tokenizer)` and its padding id.
-        num_labels: logits of the task (1 = regression).
-        is_pair: sentence-pair task (the model splits the pair by `token_type_ids`).
+        num_labels: logits of the task (1 = regression), per token for token classification.
+        is_pair: sentence-pair task (the model splits the pair by `token_type_ids`); must be False with
+            `token_classification`.
         teacher: source of the word embeddings for `embedding_init="teacher"`; its `id2label`/`label2id` are copied
             when it has `num_labels` labels.
         embedding_init: `"random"`; `"teacher"` copies the teacher's input word embeddings (`embedding_dim` becomes
             their width); `"file"` fills the rows of tokens found in `embedding_file`, others stay random.
         embedding_file: a word-vector text file, one `word v1 ... vd` per line (GloVe; a word2vec `count dim` header
             line is skipped). A token missing from it is also looked up lowercased.
+        token_classification: build a `BiLSTMForTokenClassification` (a tagger, e.g. for a
+            `BertForTokenClassification` teacher) instead of a `BiLSTMForSequenceClassification`. It classifies every
+            position's LSTM output, so `pooling` does not apply: only its default is accepted.
         **config_overrides: other `BiLSTMConfig` fields (`embedding_dim`, `hidden_size`, `fc_hidden_size`, `pooling`,
             `dropout`, ...).
     """
@@ -63,6 +76,19 @@ def build_bilstm_student(
         raise ValueError(
             f"`embedding_file` is {embedding_file!r} with `embedding_init={embedding_init!r}`: pass a word-vector "
             "file exactly when `embedding_init='file'`."
+        )
+    if token_classification and is_pair:
+        raise ValueError(
+            "`is_pair` is True with `token_classification=True`, but the BiLSTM tagger labels the tokens of one "
+            "sentence; sentence-pair token classification is not supported. Use a single-sentence task "
+            "(`is_pair=False`)."
+        )
+    default_pooling = BiLSTMConfig.pooling
+    if token_classification and config_overrides.get("pooling", default_pooling) != default_pooling:
+        raise ValueError(
+            f"`bilstm_pooling` (`pooling`) is {config_overrides['pooling']!r}, but the BiLSTM tagger "
+            "(`token_classification=True`) classifies every position and pools nothing. Drop `bilstm_pooling` for "
+            "token classification."
         )
     vocab_size = len(tokenizer)
     if config_overrides.get("vocab_size", vocab_size) != vocab_size:
@@ -88,7 +114,8 @@ def build_bilstm_student(
         settings["embedding_init"] = f"file:{embedding_file}"
 
     config = BiLSTMConfig(**{**config_overrides, **settings}, num_labels=num_labels, is_pair=is_pair)
-    student = BiLSTMForSequenceClassification(config)
+    student_class = BiLSTMForTokenClassification if token_classification else BiLSTMForSequenceClassification
+    student = student_class(config)
     weight = student.get_input_embeddings().weight
     with torch.no_grad():
         if teacher_embeddings is not None:
@@ -148,4 +175,10 @@ def read_word_vectors(path: str | Path, vocab: dict[str, int], embedding_dim: in
     return found
 
 
-__all__ = ["BiLSTMConfig", "BiLSTMForSequenceClassification", "build_bilstm_student", "read_word_vectors"]
+__all__ = [
+    "BiLSTMConfig",
+    "BiLSTMForSequenceClassification",
+    "BiLSTMForTokenClassification",
+    "build_bilstm_student",
+    "read_word_vectors",
+]

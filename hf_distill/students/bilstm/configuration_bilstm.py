@@ -14,7 +14,8 @@ class BiLSTMConfig(PreTrainedConfig):
     r"""
     Configuration of [`BiLSTMForSequenceClassification`]: word embeddings -> one bidirectional LSTM layer -> pooling
     -> dropout -> ReLU fully-connected layer -> logits. Pair tasks run the same encoder on each sentence and classify
-    `[h1, h2, h1 * h2, |h1 - h2|]`.
+    `[h1, h2, h1 * h2, |h1 - h2|]`. [`BiLSTMForTokenClassification`] (a tagger) applies dropout, the ReLU layer and
+    the logits to every position's LSTM output instead; `pooling` does not apply to it and `is_pair` must be False.
 
     Args:
         vocab_size (`int`, defaults to 30522):
@@ -28,11 +29,12 @@ class BiLSTMConfig(PreTrainedConfig):
             Width of the ReLU layer between the sentence features and the logits.
         pooling (`str`, defaults to `"last"`):
             `"last"`: final forward state and final backward state concatenated (the paper); `"max"` / `"mean"`: over
-            the real (unpadded) positions of the LSTM outputs.
+            the real (unpadded) positions of the LSTM outputs. Unused by the token-classification head.
         dropout (`float`, defaults to 0.1):
-            Dropout on the sentence features, before the ReLU layer.
+            Dropout on the sentence (token head: per-position) features, before the ReLU layer.
         is_pair (`bool`, defaults to `False`):
             Sentence-pair task: the model splits one BERT-tokenised pair by `token_type_ids` and encodes each side.
+            Sequence classification only.
         initializer_range (`float`, defaults to 0.1):
             Standard deviation of randomly initialised word embeddings (word2vec / GloVe vectors have a similar
             scale).

@@ -2,7 +2,8 @@
 
 Self-contained on purpose: `save_pretrained` copies this file and `configuration_sps.py` next to the weights, so the
 student loads with `trust_remote_code=True` wherever transformers is installed. Parameter names are those of a
-k-layer `BertForSequenceClassification` (`bert.encoder.layer.{i}.…`): the checkpoint holds exactly k layers.
+k-layer `BertForSequenceClassification` / `BertForTokenClassification` (`bert.encoder.layer.{i}.…`): the checkpoint
+holds exactly k layers.
 """
 
 import torch
@@ -10,7 +11,11 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers.masking_utils import create_bidirectional_mask
-from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer, BertPooler, BertPreTrainedModel
 
 from .configuration_sps import SPSBertConfig
@@ -178,17 +183,33 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     return BCEWithLogitsLoss()(logits, labels)
 
 
-class SPSBertForSequenceClassification(SPSBertPreTrainedModel):
-    """The SPS encoder with BERT's sequence-classification head (dropout + linear on the pooled [CLS])."""
+class SPSBertClassifier(SPSBertPreTrainedModel):
+    """The SPS BERT body with BERT's classification head (dropout + linear over `hidden_size` features).
+
+    A head class says whether the body keeps BERT's pooler (`uses_pooler`), what the classifier reads
+    (`classifier_input`), how it is trained (`classification_loss`) and what it returns (`output_class`). Attribute
+    names are BERT's, so the state dict is that of the matching k-layer BERT head model.
+    """
+
+    uses_pooler: bool
+    output_class: type[SequenceClassifierOutput] | type[TokenClassifierOutput]
 
     def __init__(self, config: SPSBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = SPSBertModel(config)
+        self.bert = SPSBertModel(config, add_pooling_layer=self.uses_pooler)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+    def classifier_input(self, outputs: BaseModelOutputWithPooling) -> torch.Tensor:
+        """The features the head classifies: the pooled [CLS] (B, d) or every position (B, L, d)."""
+        raise NotImplementedError
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training loss of the head's logits against `labels`."""
+        raise NotImplementedError
 
     def forward(
         self,
@@ -201,8 +222,8 @@ class SPSBertForSequenceClassification(SPSBertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple:
-        """Inputs as `SPSBertModel.forward`; labels: (B,). Returns logits (B, C) and, with labels, the loss."""
+    ) -> SequenceClassifierOutput | TokenClassifierOutput | tuple:
+        """Inputs as `SPSBertModel.forward`; logits and labels as the head class documents. With labels, the loss."""
         return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.bert(
             input_ids,
@@ -214,9 +235,9 @@ class SPSBertForSequenceClassification(SPSBertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.classifier(self.dropout(outputs.pooler_output))
-        output = SequenceClassifierOutput(
-            loss=sequence_classification_loss(logits, labels, self.config) if labels is not None else None,
+        logits = self.classifier(self.dropout(self.classifier_input(outputs)))
+        output = self.output_class(
+            loss=self.classification_loss(logits, labels) if labels is not None else None,
             logits=logits,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
@@ -224,4 +245,44 @@ class SPSBertForSequenceClassification(SPSBertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["SPSBertForSequenceClassification", "SPSBertModel", "SPSBertPreTrainedModel"]
+class SPSBertForSequenceClassification(SPSBertClassifier):
+    """The SPS encoder with BERT's sequence-classification head (dropout + linear on the pooled [CLS]).
+
+    Logits (B, C); labels (B,) class ids, scores (regression) or (B, C) multi-hot, as `BertForSequenceClassification`.
+    """
+
+    uses_pooler = True
+    output_class = SequenceClassifierOutput
+
+    def classifier_input(self, outputs: BaseModelOutputWithPooling) -> torch.Tensor:
+        return outputs.pooler_output
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return sequence_classification_loss(logits, labels, self.config)
+
+
+class SPSBertForTokenClassification(SPSBertClassifier):
+    """The SPS encoder with BERT's token-classification head (dropout + linear on every position), no pooler.
+
+    Logits (B, L, C); labels (B, L) class ids, -100 at positions that carry no label (special tokens, padding,
+    continuation sub-tokens), as `BertForTokenClassification`.
+    """
+
+    uses_pooler = False
+    output_class = TokenClassifierOutput
+
+    def classifier_input(self, outputs: BaseModelOutputWithPooling) -> torch.Tensor:
+        return outputs.last_hidden_state
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the (B·L) positions; -100 labels are left out of the mean."""
+        return CrossEntropyLoss(ignore_index=-100)(logits.view(-1, self.num_labels), labels.view(-1))
+
+
+__all__ = [
+    "SPSBertClassifier",
+    "SPSBertForSequenceClassification",
+    "SPSBertForTokenClassification",
+    "SPSBertModel",
+    "SPSBertPreTrainedModel",
+]
