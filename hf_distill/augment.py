@@ -33,6 +33,7 @@ from hf_distill.data import load_task_dataset
 from hf_distill.data.augment_tang import TangAugmenter
 from hf_distill.data.augment_tinybert import TinyBertAugmenter, WordEmbeddings, load_masked_lm
 from hf_distill.data.augmentation import AUGMENTED_COLUMN, Augmenter, augment_dataset
+from hf_distill.data.task_spec import SEQUENCE_CLASSIFICATION
 from hf_distill.guards import check_tokenizer_vocabulary, load_pretrained
 from hf_distill.io import write_dataset_atomic
 
@@ -183,6 +184,11 @@ def main(argv: list[str] | None = None) -> datasets.Dataset:
         max_train_samples=args.max_train_samples,
         seed=args.seed,
     )
+    if task.task_type != SEQUENCE_CLASSIFICATION:
+        raise ValueError(
+            f"Task {task.name!r} is {task.task_type}, but augmentation rewrites sentences of sequence-classification "
+            "tasks (one label per row, which a new sentence keeps). Augment a sequence-classification dataset."
+        )
     train = raw["train"]
     augmenter = build_augmenter(args, train, task.text_columns)
     augmented = augment_dataset(

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
@@ -412,3 +413,35 @@ def test_tokenize_dataset_rejects_too_long_max_seq_length(tiny_sst2, tiny_tokeni
     dataset, task = tiny_sst2
     with pytest.raises(ValueError, match="`max_seq_length` is 128, but the tokenizer accepts at most 64"):
         tokenize_dataset(dataset, tiny_tokenizer, task, max_seq_length=128)
+
+
+def test_any_dataset_folder_through_dataset_name_with_classlabel_names(tmp_path):
+    features = Features({"review": Value("string"), "stars": ClassLabel(names=["bad", "ok", "great"])})
+    rows = {"review": ["the film is good", "boring", "fine", "love it"], "stars": [2, 0, 1, 2]}
+    saved = DatasetDict(train=Dataset.from_dict(rows, features=features),
+                        validation=Dataset.from_dict(rows, features=features))
+    saved.save_to_disk(str(tmp_path / "reviews"))
+    raw, task = load_task_dataset(dataset_name=str(tmp_path / "reviews"), text_columns=["review"],
+                                  label_column="stars")
+    assert task.name == "custom" and task.label_names == ("bad", "ok", "great")
+    assert task.metric_names == ("accuracy", "macro_f1") and raw["train"]["label"] == [2, 0, 1, 2]
+    # A folder of data files without a validation split: 10% of train held out, as for a train file alone.
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\n" + "".join(f"row {i},{i % 3}\n" for i in range(20)))
+    raw, task = load_task_dataset(dataset_name=str(folder))
+    assert (len(raw["train"]), len(raw["validation"])) == (18, 2) and task.label_names == ("0", "1", "2")
+    with pytest.raises(ValueError, match=r"`dataset_name` '.*nowhere' \(`dataset_config_name` None\) does not load"):
+        load_task_dataset(dataset_name=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"`data_dir` and `dataset_name` are all set"):
+        load_task_dataset("sst2", data_dir=str(tmp_path), dataset_name=str(folder))
+
+
+def test_macro_f1_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    from hf_distill.data.metrics import macro_f1
+
+    rng = np.random.default_rng(0)
+    predictions, references = rng.integers(0, 4, 50), rng.integers(0, 3, 50)
+    assert macro_f1(predictions, references) == pytest.approx(f1_score(references, predictions, average="macro"))

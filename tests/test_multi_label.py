@@ -107,3 +107,38 @@ def test_kd_trains_a_multi_label_student_with_the_per_label_terms(tmp_path, tiny
     expected = 0.5 * losses.multi_label_kd_loss(s, t, 2.0) + 0.5 * losses.multi_label_hard_loss(s, batch["labels"])
     torch.testing.assert_close(loss.detach(), expected)
     trainer.train()
+
+
+SCRIPT_FLAGS = ["--max_seq_length", "32", "--per_device_train_batch_size", "4", "--report_to", "none",
+                "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true", "--max_steps", "2"]
+
+
+def test_both_scripts_distil_a_multi_label_teacher_with_the_cache(tmp_path, tiny_teacher_dir):
+    import sys
+
+    from conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT))
+    import run_distill
+    import run_glue_teacher
+
+    path = write_jsonl(tmp_path / "train.jsonl", ROWS)
+    data = ["--train_file", path, "--validation_file", path, "--text_column_names", "text", "--label_column_name",
+            "topics"]
+    teacher_dir = tmp_path / "teacher"
+    teacher = run_glue_teacher.main(["--model_name_or_path", str(tiny_teacher_dir), "--ignore_mismatched_sizes",
+                                     "true", "--output_dir", str(teacher_dir), *data, *SCRIPT_FLAGS])
+    assert {"eval_micro_f1", "eval_macro_f1", "eval_exact_match"} <= set(teacher)
+    config = json.loads((teacher_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and config["id2label"]["2"] == "praise"
+    student_dir = tmp_path / "student"
+    metrics = run_distill.main(["--method", "pkd", "--teacher_model_name_or_path", str(teacher_dir),
+                                "--student_layers", "2", "--teacher_cache", str(tmp_path / "cache"),
+                                "--output_dir", str(student_dir), *data, *SCRIPT_FLAGS])
+    assert metrics["teacher_eval_micro_f1"] == pytest.approx(teacher["eval_micro_f1"])
+    assert json.loads((student_dir / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    assert "| micro_f1 |" in (student_dir / "summary.md").read_text()
+    # A single-label teacher for the same data would read its logits as a softmax: refused.
+    with pytest.raises(ValueError, match=r"has problem_type .* but task 'custom' is multi_label_classification"):
+        run_distill.main(["--method", "kd", "--teacher_model_name_or_path", str(tiny_teacher_dir),
+                          "--output_dir", str(tmp_path / "wrong"), *data, *SCRIPT_FLAGS])

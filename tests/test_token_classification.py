@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert_config, make_tiny_tokenizer
+from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert_config, make_tiny_tokenizer, run_without_hf_distill
 from transformers import BertForTokenClassification, DataCollatorForTokenClassification
 
 from hf_distill import DistillationConfig, DistillationTrainer
@@ -298,3 +298,33 @@ def test_real_minilm_teacher_and_student_on_a_conll_subset(tmp_path, minilm_path
                                 "--student_layers", "3", "--output_dir", str(tmp_path / "s"), *data, *SCRIPT_FLAGS])
     assert student["teacher_eval_f1"] == pytest.approx(teacher["eval_f1"])
     assert json.loads((tmp_path / "s" / "config.json").read_text())["num_hidden_layers"] == 3
+
+
+def test_augmentation_refuses_a_token_task(tmp_path, conll_dir):
+    from hf_distill.augment import main as augment_main
+
+    with pytest.raises(ValueError, match=r"Task 'conll2003' is token_classification, but augmentation rewrites"):
+        augment_main(["--task_name", "conll2003", "--data_dir", str(conll_dir), "--output_file",
+                      str(tmp_path / "aug.jsonl"), "--method", "tang"])
+
+
+PLAIN_TAGGER = """
+import sys
+from transformers import pipeline
+groups = pipeline("token-classification", model=sys.argv[1], aggregation_strategy="simple")("he sold shares")
+assert groups and all("entity_group" in group for group in groups), groups
+print(groups)
+"""
+
+
+def test_a_truncated_tagger_runs_in_the_ner_pipeline_without_hf_distill(tmp_path, conll_dir, tiny_tagger_teacher):
+    student_dir = tmp_path / "student"
+    run_distill.main(["--method", "kd", "--teacher_model_name_or_path", str(tiny_tagger_teacher), "--task_name",
+                      "conll2003", "--data_dir", str(conll_dir), "--student_layers", "1", "--max_steps", "1",
+                      "--output_dir", str(student_dir), *SCRIPT_FLAGS])
+    # Random weights may tag nothing: make B-PER win everywhere, so the pipeline must group entities.
+    student = BertForTokenClassification.from_pretrained(student_dir)
+    with torch.no_grad():
+        student.classifier.bias[LABEL_IDS["B-PER"]] += 100.0
+    student.save_pretrained(student_dir)
+    run_without_hf_distill(PLAIN_TAGGER, tmp_path, str(student_dir))
