@@ -43,6 +43,7 @@ from hf_distill.cli import (
     report_metrics,
     setup_logging,
     summary_table,
+    training_row_counts,
     write_completion_marker,
 )
 from hf_distill.data import build_compute_metrics
@@ -160,7 +161,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if peft_args.student_peft and peft_args.merge_student_peft:
         trainer.model = trainer.model_wrapped = merge_peft_model(trainer.model)
     save_final_model(trainer)
-    train_metrics = {**train_result.metrics, "train_samples": len(raw["train"])}
+    row_counts = training_row_counts(raw["train"])
+    train_metrics = {**train_result.metrics, "train_samples": len(raw["train"]),
+                     **{f"train_{kind}_samples": count for kind, count in row_counts.items()}}
     report_metrics(trainer, "train", train_metrics)
     trainer.save_state()
 
@@ -188,12 +191,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         dataset=None if local_data else data_args.dataset_name or task.hub_dataset[0],
         local_data=local_data,
         base_model=teacher_args.teacher_hub_id,
+        training_rows=row_counts,
     )
     if config.should_save:
         write_text_atomic(f"{config.output_dir}/summary.md", table + "\n")
         trainer.create_model_card()  # README.md; `push_to_hub` writes the same card again before uploading
     if trainer.is_world_process_zero():
-        print(f"\nDistillation results ({task.name}, {len(raw['validation'])} dev examples)\n\n{table}\n")
+        trained_on = f"{row_counts['labelled']} labelled" + (
+            f" + {row_counts['transfer']} transfer" if row_counts["transfer"] else "")
+        print(f"\nDistillation results ({task.name}; trained on {trained_on} rows, {len(raw['validation'])} dev "
+              f"examples)\n\n{table}\n")
     if config.push_to_hub:
         trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks=task.pipeline_tag)
     write_completion_marker(config, "run_distill.py", trainer.accelerator)

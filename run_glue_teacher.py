@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, peft_args, data_args, training_args = parse_arguments(ARGUMENT_CLASSES, argv)
     setup_logging(training_args)
     check_output_dir(training_args.output_dir, data_args.overwrite_output_dir)
+    if data_args.has_transfer_data():
+        raise ValueError(
+            "`transfer_file`/`transfer_dataset_name` add unlabelled rows, which a teacher cannot fine-tune on: the "
+            "teacher labels them for the student. Pass them to run_distill.py."
+        )
     check_resume_checkpoint(training_args.resume_from_checkpoint)
     check_training_arguments(training_args)
     set_seed(training_args.seed)

@@ -23,6 +23,8 @@ from transformers.utils import logging
 
 from .classifier_trainer import ClassifierTrainer
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
+from .data.task_spec import TRANSFER_COLUMN
+from .data.transfer import add_transfer_rows, load_transfer_dataset
 from .guards import (
     COMPLETION_MARKER,
     check_config_file_keys,
@@ -89,6 +91,22 @@ class DataArguments:
             "aliases": ["--label_column_name"],
         },
     )
+    transfer_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "run_distill.py: unlabelled transfer rows (csv/tsv/json(l) with the text columns) added to the "
+            "training set; the teacher labels them, the hard-label CE skips them."
+        },
+    )
+    transfer_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "run_distill.py: transfer rows from any `datasets.load_dataset` source (its text columns)."},
+    )
+    transfer_dataset_config_name: str | None = field(
+        default=None, metadata={"help": "The configuration of `--transfer_dataset_name`."}
+    )
+    transfer_split: str = field(default="train", metadata={"help": "The split of `--transfer_dataset_name` read."})
+    max_transfer_samples: int | None = field(default=None, metadata={"help": "Keep the first n transfer rows."})
     label_all_tokens: bool = field(
         default=False,
         metadata={
@@ -110,6 +128,9 @@ class DataArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds a finished run."}
     )
+
+    def has_transfer_data(self) -> bool:
+        return self.transfer_file is not None or self.transfer_dataset_name is not None
 
     def text_column_list(self) -> tuple[str, ...] | None:
         if not self.text_columns:
@@ -229,8 +250,25 @@ def load_data(data_args: DataArguments, tokenizer, seed: int):
         seed=seed,
     )
     check_label_values(raw, task)
+    if data_args.has_transfer_data():
+        transfer = load_transfer_dataset(
+            task,
+            transfer_file=data_args.transfer_file,
+            transfer_dataset_name=data_args.transfer_dataset_name,
+            transfer_dataset_config_name=data_args.transfer_dataset_config_name,
+            transfer_split=data_args.transfer_split,
+            text_columns=data_args.text_column_list(),
+            max_transfer_samples=data_args.max_transfer_samples,
+        )
+        raw = add_transfer_rows(raw, transfer)
     tokenized = tokenize_dataset(raw, tokenizer, task, data_args.max_seq_length, data_args.label_all_tokens)
     return raw, tokenized, task
+
+
+def training_row_counts(train) -> dict[str, int]:
+    """`{"labelled": …, "transfer": …}` rows of a training split (transfer rows are marked `transfer`)."""
+    transfer = sum(train[TRANSFER_COLUMN]) if TRANSFER_COLUMN in train.column_names else 0
+    return {"labelled": len(train) - transfer, "transfer": transfer}
 
 
 def local_dataset(dataset_name: str | None) -> str | None:

@@ -168,6 +168,7 @@ def build_model_card(
     base_model: str | None = None,
     model_name: str | None = None,
     tags: tuple[str, ...] = (),
+    training_rows: dict[str, int] | None = None,
 ) -> ModelCard:
     """The model card of a distilled student: `huggingface_hub`'s `ModelCard` from `templates/model_card.md`, with
     the Hub's YAML metadata (`ModelCardData`).
@@ -187,6 +188,7 @@ def build_model_card(
         model_name: the repo name shown in the card and in the usage snippet; default: `args.hub_model_id`, else
             the output folder's name.
         tags: extra Hub tags.
+        training_rows: `{"labelled": n, "transfer": m}` training rows (`cli.training_row_counts`), named in the text.
     """
     method = args.method
     model_name = model_name or args.hub_model_id or Path(args.output_dir).name
@@ -206,6 +208,10 @@ def build_model_card(
         data_source = f"`{dataset}` ({task.name})"
     else:
         data_source = f"the task `{task.name}` from local files" + (f" (`{local_data}`)" if local_data else "")
+    if training_rows:
+        data_source += f": {training_rows['labelled']} labelled training rows"
+        if training_rows["transfer"]:
+            data_source += f" and {training_rows['transfer']} unlabelled transfer rows the teacher labelled"
     student_row, metric = summary_rows[-1], task.main_metric
     student_value, student_size = format_cell(student_row.get(metric)), format_cell(student_row.get("parameters (M)"))
     if len(summary_rows) > 1:

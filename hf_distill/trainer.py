@@ -20,6 +20,7 @@ from .data.task_spec import (
     MULTI_LABEL_CLASSIFICATION,
     SEQUENCE_CLASSIFICATION,
     TOKEN_CLASSIFICATION,
+    TRANSFER_COLUMN,
 )
 from .distributed import prepare_teacher
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
@@ -35,7 +36,7 @@ logger = logging.get_logger(__name__)
 
 # Batch columns that are not model inputs: `idx` keys the example (augmented data), `augmented` marks rows made by
 # augmentation, `teacher_cache_row` the row of the teacher cache.
-_NON_MODEL_COLUMNS = ("labels", "idx", AUGMENTED_COLUMN, CACHE_ROW_COLUMN)
+_NON_MODEL_COLUMNS = ("labels", "idx", AUGMENTED_COLUMN, TRANSFER_COLUMN, CACHE_ROW_COLUMN)
 IGNORE_INDEX = -100
 
 
@@ -127,7 +128,7 @@ class DistillationTrainer(Trainer):
             self.add_callback(_ClearGradients(self._extra_parameters()))
         self.teacher_cache: TeacherCache | None = self._prepare_teacher_cache() if args.teacher_cache else None
         # What `run_distill.py` adds to the model card: `task`, `summary_rows`, `teacher`, `dataset`, `local_data`,
-        # `base_model` (the keyword arguments of `build_model_card`).
+        # `base_model`, `training_rows` (the keyword arguments of `build_model_card`).
         self.model_card_details: dict[str, Any] = {}
         self._term_buffer: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
@@ -204,14 +205,18 @@ class DistillationTrainer(Trainer):
         return labels.ne(IGNORE_INDEX)
 
     def hard_labels(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The batch's `labels` as the hard-label CE reads them: -100 (ignored) on rows marked `augmented`, whose
-        copied label the augmented text may no longer have, unless `train_ce_on_augmented`."""
+        """The batch's `labels` as the hard-label CE reads them: -100 (ignored) on unlabelled transfer rows (marked
+        `transfer`, whose label column holds a placeholder) and on rows marked `augmented`, whose copied label the
+        augmented text may no longer have, unless `train_ce_on_augmented`."""
         labels = inputs.get("labels")
-        augmented = inputs.get(AUGMENTED_COLUMN)
-        if labels is None or augmented is None or self.args.train_ce_on_augmented:
-            return labels
-        rows = augmented.bool().view(-1, *([1] * (labels.dim() - 1)))
-        return labels.masked_fill(rows, IGNORE_INDEX)
+        if labels is None:
+            return None
+        unlabelled = [inputs[TRANSFER_COLUMN]] if TRANSFER_COLUMN in inputs else []
+        if AUGMENTED_COLUMN in inputs and not self.args.train_ce_on_augmented:
+            unlabelled.append(inputs[AUGMENTED_COLUMN])
+        for rows in unlabelled:
+            labels = labels.masked_fill(rows.bool().view(-1, *([1] * (labels.dim() - 1))), IGNORE_INDEX)
+        return labels
 
     # -- weights the method trains beside the student (TinyBERT's W_h): in the optimizer and checkpoints ---------
     def _extra_parameters(self) -> list[nn.Parameter]:

@@ -86,22 +86,29 @@ def _has_no_rows(path: Path) -> bool:
         return next(lines, None) is None or next(lines, None) is None
 
 
-def _load_files(train_file: str, validation_file: str | None, cache_dir: str | None) -> DatasetDict:
+def load_data_files(
+    train_file: str, validation_file: str | None, cache_dir: str | None, train_argument: str = "train_file"
+) -> DatasetDict:
+    """Splits "train" (and "validation") of csv/tsv/json/jsonl files; `train_argument` names the first file's
+    argument in errors."""
+    arguments = {"train": train_argument, "validation": "validation_file"}
     data_files = {"train": str(train_file)}
     if validation_file is not None:
         data_files["validation"] = str(validation_file)
     suffixes = {Path(f).suffix.lower() for f in data_files.values()}
     if len(suffixes) != 1 or not suffixes <= {".csv", ".tsv", ".json", ".jsonl"}:
         raise ValueError(
-            f"`train_file`/`validation_file` are {list(data_files.values())}; expected files of one type among "
+            f"`{train_argument}`/`validation_file` are {list(data_files.values())}; expected files of one type among "
             ".csv, .tsv, .json and .jsonl. Convert them to one of these formats."
         )
     suffix = suffixes.pop()
     for split, path in data_files.items():
         if not Path(path).is_file():
-            raise ValueError(f"`{split}_file` is {path!r}, which is not a file. Check the path.")
+            raise ValueError(f"`{arguments[split]}` is {path!r}, which is not a file. Check the path.")
         if _has_no_rows(Path(path)):
-            raise ValueError(f"`{split}_file` {path!r} holds no rows. Point it at a file with a header and data rows.")
+            raise ValueError(
+                f"`{arguments[split]}` {path!r} holds no rows. Point it at a file with a header and data rows."
+            )
     if suffix in (".json", ".jsonl"):
         return datasets.load_dataset("json", data_files=data_files, cache_dir=cache_dir)
     # keep_default_na=False keeps texts such as "null" or "NA" as text instead of turning them into NaN.
@@ -111,7 +118,7 @@ def _load_files(train_file: str, validation_file: str | None, cache_dir: str | N
     )
 
 
-def _load_dataset_source(dataset_name: str, config_name: str | None, cache_dir: str | None) -> DatasetDict:
+def load_dataset_source(dataset_name: str, config_name: str | None, cache_dir: str | None) -> DatasetDict:
     """A Hub dataset id or local folder `datasets.load_dataset` reads, or a folder written by `save_to_disk`."""
     try:
         if (Path(dataset_name) / "dataset_dict.json").is_file():
@@ -165,7 +172,8 @@ def _with_idx(dataset: Dataset) -> Dataset:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _is_list(feature: Any) -> bool:
+def is_list_feature(feature: Any) -> bool:
+    """Whether a column holds lists (word lists, per-word tags, multi-label ids)."""
     return isinstance(feature, (List, list))
 
 
@@ -222,20 +230,20 @@ def _pick_columns(
 
 def _task_type(train: Dataset, text_columns: tuple[str, ...], where: str) -> str:
     """Token classification for a text column of word lists, multi-label for a label column of lists."""
-    word_lists = [column for column in text_columns if _is_list(train.features[column])]
+    word_lists = [column for column in text_columns if is_list_feature(train.features[column])]
     if word_lists:
         if len(text_columns) != 1:
             raise ValueError(
                 f"`text_columns` is {list(text_columns)}, where {word_lists} hold word lists (token "
                 "classification), which reads one column of words. Name only that column."
             )
-        if not _is_list(train.features["label"]):
+        if not is_list_feature(train.features["label"]):
             raise ValueError(
                 f"The text column {text_columns[0]!r} of {where} holds word lists (token classification), but the "
                 "label column holds one value per row. Pass `label_column` naming the column of per-word tags."
             )
         return TOKEN_CLASSIFICATION
-    return MULTI_LABEL_CLASSIFICATION if _is_list(train.features["label"]) else SEQUENCE_CLASSIFICATION
+    return MULTI_LABEL_CLASSIFICATION if is_list_feature(train.features["label"]) else SEQUENCE_CLASSIFICATION
 
 
 def _infer_custom_task(train: Dataset, text_columns: tuple[str, ...], where: str) -> TaskSpec:
@@ -407,7 +415,7 @@ def load_task_dataset(
         source_columns = task.text_columns
     else:
         if train_file is not None:
-            dataset = _load_files(train_file, validation_file, cache_dir)
+            dataset = load_data_files(train_file, validation_file, cache_dir)
             where = {"train": "`train_file`", "validation": "`validation_file`"}
             if validation_file is None:
                 dataset = _hold_out(dataset["train"], f"`train_file` {str(train_file)!r}", seed)
@@ -421,7 +429,7 @@ def load_task_dataset(
             where = {split: f"`dataset_name` {name!r} split {split!r}" for split in ("train", "validation")}
             described = f"`dataset_name` {name!r}"
             dataset = _hub_splits(
-                _load_dataset_source(name, config, cache_dir), task.validation_split if task else None, described, seed
+                load_dataset_source(name, config, cache_dir), task.validation_split if task else None, described, seed
             )
         if task is not None:
             text_columns = text_columns or task.text_columns

@@ -32,6 +32,10 @@ CUSTOM_TASK_NAME = "custom"
 # Marks rows made by augmentation (hf_distill.augment): they keep their source's label, which the text may no longer
 # have, so the trainer trains the hard-label CE on the other rows only (`DistillationConfig.train_ce_on_augmented`).
 AUGMENTED_COLUMN = "augmented"
+# Marks unlabelled transfer rows (`--transfer_file`, `--transfer_dataset_name`), which the teacher labels: their label
+# column holds a placeholder (`TaskSpec.placeholder_label`); the hard-label CE never reads them, every distillation
+# term does.
+TRANSFER_COLUMN = "transfer"
 
 
 def normalize_task_name(name: str) -> str:
@@ -127,6 +131,16 @@ class TaskSpec:
             label = List(ClassLabel(names=list(self.label_names)))
         text = List(Value("string")) if self.is_token_classification else Value("string")
         return Features({**{column: text for column in self.text_columns}, "label": label, "idx": Value("int64")})
+
+    def placeholder_label(self, text: Any) -> Any:
+        """The label column's value for an unlabelled (transfer) row with text `text`, never read as a label: 0 (0.0
+        for regression), no labels (multi-label), or tag 0 on every word (token classification, whose tags mark the
+        words' first sub-tokens: the predictions that count)."""
+        if self.is_token_classification:
+            return [0] * len(text)
+        if self.is_multi_label:
+            return []
+        return 0.0 if self.is_regression else 0
 
     def label_id(self, value: Any, where: str) -> int | float:
         """One raw label as the task's label id: a label name, or (named tasks only) an integer id; a float score for

@@ -17,7 +17,7 @@ from transformers.utils import logging
 from ..classifier_trainer import ClassifierTrainer
 from ..data import TaskSpec
 from ..data.ptp import PTP_LABEL_NAMES, PTP_NUM_LABELS, ptp_labels, resolve_ptp_thresholds
-from ..data.task_spec import AUGMENTED_COLUMN, SEQUENCE_CLASSIFICATION
+from ..data.task_spec import AUGMENTED_COLUMN, SEQUENCE_CLASSIFICATION, TRANSFER_COLUMN
 from .pkd import PKD
 from .registry import register_method
 
@@ -71,13 +71,16 @@ def _with_ptp_labels(dataset: Dataset, teacher_logits: torch.Tensor, t1: float, 
 
 
 def ptp_training_rows(train_dataset: Dataset, config: TrainingArguments) -> Dataset:
-    """The rows PTP trains on: a PTP label says whether the teacher is right about the gold label, which rows marked
-    `augmented` do not have (they carry their source's), so those are left out unless `train_ce_on_augmented`."""
-    if AUGMENTED_COLUMN not in train_dataset.column_names or config.train_ce_on_augmented:
+    """The rows PTP trains on: a PTP label says whether the teacher is right about the gold label, which unlabelled
+    transfer rows (marked `transfer`) and rows marked `augmented` (they carry their source's) do not have, so those
+    are left out (augmented rows stay with `train_ce_on_augmented`)."""
+    columns = [TRANSFER_COLUMN] if TRANSFER_COLUMN in train_dataset.column_names else []
+    if AUGMENTED_COLUMN in train_dataset.column_names and not config.train_ce_on_augmented:
+        columns.append(AUGMENTED_COLUMN)
+    if not columns:
         return train_dataset
-    originals = train_dataset.filter(lambda augmented: not augmented, input_columns=AUGMENTED_COLUMN)
-    logger.info("PTP stage: %d original rows of %d (augmented rows have no gold label)", len(originals),
-                len(train_dataset))
+    originals = train_dataset.filter(lambda *flags: not any(flags), input_columns=columns)
+    logger.info("PTP stage: %d rows with a gold label of %d", len(originals), len(train_dataset))
     return originals
 
 
