@@ -34,6 +34,7 @@ from hf_distill.cli import (
     DataArguments,
     check_labels_match_task,
     check_output_dir,
+    check_same_tokenizer,
     evaluate_model,
     load_data,
     local_dataset,
@@ -47,6 +48,7 @@ from hf_distill.cli import (
     write_completion_marker,
 )
 from hf_distill.data import build_compute_metrics
+from hf_distill.ensemble import TeacherEnsemble
 from hf_distill.guards import (
     check_max_seq_length,
     check_resume_checkpoint,
@@ -74,10 +76,12 @@ logger = logging.get_logger("run_distill")
 class TeacherArguments:
     _argument_group_name = "Teacher"
 
-    teacher_model_name_or_path: str = field(
+    teacher_model_name_or_path: list[str] = field(
         metadata={
             "help": "The fine-tuned teacher: a Hub id or a local folder, or a LoRA adapter of one "
-            "(run_glue_teacher.py --use_peft), which is merged into its base."
+            "(run_glue_teacher.py --use_peft), which is merged into its base. Several (A B C): an ensemble, whose "
+            "target is the average of the teachers' probabilities at the temperature (see README).",
+            "nargs": "+",
         }
     )
     teacher_hub_id: str | None = field(
@@ -87,6 +91,11 @@ class TeacherArguments:
             "`teacher_model_name_or_path` is a local folder."
         },
     )
+
+    def __post_init__(self):
+        # A config file may give one teacher as a plain string.
+        if isinstance(self.teacher_model_name_or_path, str):
+            self.teacher_model_name_or_path = [self.teacher_model_name_or_path]
 
 
 def argument_classes() -> tuple[type, ...]:
@@ -117,16 +126,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     check_training_arguments(config)
     set_seed(config.seed)
 
-    teacher_path = teacher_args.teacher_model_name_or_path
-    tokenizer = load_pretrained(load_teacher_tokenizer, teacher_path, "teacher_model_name_or_path")
-    teacher = load_pretrained(load_teacher, teacher_path, "teacher_model_name_or_path")
-    check_max_seq_length(data_args.max_seq_length, teacher.config, "the teacher (`teacher_model_name_or_path`)")
+    teacher_paths = teacher_args.teacher_model_name_or_path
+    tokenizer = load_pretrained(load_teacher_tokenizer, teacher_paths[0], "teacher_model_name_or_path")
+    teachers = [load_pretrained(load_teacher, path, "teacher_model_name_or_path") for path in teacher_paths]
+    check_same_tokenizer(tokenizer, teacher_paths)
+    for member in teachers:
+        check_max_seq_length(data_args.max_seq_length, member.config, "the teacher (`teacher_model_name_or_path`)")
+    # Several teachers distil as one (`TeacherEnsemble`); intermediate terms and the student's layers use one of them.
+    teacher = teachers[0] if len(teachers) == 1 else TeacherEnsemble(
+        teachers, temperature=config.temperature or 1.0, intermediate_teacher=config.intermediate_teacher)
+    intermediate = getattr(teacher, "intermediate", teacher)
     # The main process fills the datasets cache first; the others then read it (run_glue.py's pattern).
     with config.main_process_first(desc="loading and tokenizing the data"):
         raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
     method.check_task(task, method_args)
-    check_labels_match_task(teacher, task, "teacher_model_name_or_path")
-    student = build_student(student_args, config.method, teacher, tokenizer, task)
+    for member in teachers:
+        check_labels_match_task(member, task, "teacher_model_name_or_path")
+    student = build_student(student_args, config.method, intermediate, tokenizer, task)
     check_max_seq_length(data_args.max_seq_length, student.config, "the student")
     effective = {
         **config.effective_distillation_config(),
@@ -146,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     collator = make_collator(tokenizer, data_args, task)
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
+    member_metrics = [evaluate_model(member, config, tokenized["validation"], collator, task)
+                      for member in teachers] if len(teachers) > 1 else []
 
     student = prepare_student(student, teacher, config, method_args, task, tokenized["train"], tokenized["validation"],
                               collator)
@@ -170,22 +188,31 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     student_metrics = {**trainer.evaluate(), "eval_samples": len(raw["validation"])}
     report_metrics(trainer, "eval", student_metrics)
     teacher_results = {f"teacher_{key}": value for key, value in teacher_metrics.items()}
+    for k, values in enumerate(member_metrics):  # each teacher of an ensemble, `teacher_*` being the ensemble's
+        teacher_results.update({f"teacher{k}_{key}": value for key, value in values.items()})
     trainer.save_metrics("teacher", teacher_results)
     metrics = {**train_metrics, **student_metrics, **teacher_results}
 
     # Every process measures the rows (under DeepSpeed ZeRO-3 a forward pass gathers weights from all of them); one
     # writes the files and one prints the table. All go on to the push, whose save may gather weights too.
-    rows = [
-        model_summary_row("teacher", teacher, teacher_metrics, task, tokenizer, config,
-                          None if is_peft_adapter(teacher_path) else teacher_path),
-        model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task, tokenizer, config,
-                          config.output_dir),
-    ]
+    def saved(path):
+        return None if is_peft_adapter(path) else path
+
+    if member_metrics:
+        rows = [model_summary_row(f"teacher ensemble ({len(teachers)})", teacher, teacher_metrics, task, tokenizer,
+                                  config, None)]
+        rows += [model_summary_row(f"teacher {k}", member, values, task, tokenizer, config, saved(path))
+                 for k, (member, values, path) in enumerate(zip(teachers, member_metrics, teacher_paths, strict=True))]
+    else:
+        rows = [model_summary_row("teacher", teacher, teacher_metrics, task, tokenizer, config,
+                                  saved(teacher_paths[0]))]
+    rows.append(model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task, tokenizer,
+                                  config, config.output_dir))
     table = summary_table(rows)
     metrics["summary"] = rows
     local_data = data_args.train_file or data_args.data_dir or local_dataset(data_args.dataset_name)
     trainer.model_card_details.update(
-        teacher=teacher_path,
+        teacher=" + ".join(teacher_paths),
         task=task,
         summary_rows=rows,
         dataset=None if local_data else data_args.dataset_name or task.hub_dataset[0],
@@ -202,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"\nDistillation results ({task.name}; trained on {trained_on} rows, {len(raw['validation'])} dev "
               f"examples)\n\n{table}\n")
     if config.push_to_hub:
-        trainer.push_to_hub(finetuned_from=teacher_args.teacher_model_name_or_path, tasks=task.pipeline_tag)
+        trainer.push_to_hub(finetuned_from=teacher_paths[0], tasks=task.pipeline_tag)
     write_completion_marker(config, "run_distill.py", trainer.accelerator)
     return metrics
 

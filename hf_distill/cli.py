@@ -32,9 +32,10 @@ from .guards import (
     check_distributed_launch,
     check_label_values,
     launched_processes,
+    load_pretrained,
 )
 from .io import write_json_atomic
-from .peft_utils import is_token_classifier
+from .peft_utils import is_token_classifier, load_teacher_tokenizer
 from .summary import count_parameters, directory_size_mb, format_markdown_table, make_latency_batch, measure_latency
 from .trainer import has_default_label_names
 
@@ -289,6 +290,18 @@ def report_metrics(trainer, split: str, metrics: dict[str, Any]) -> None:
     """Print and save `metrics` as `<split>_results.json` (merged into `all_results.json`), as run_glue.py does."""
     trainer.log_metrics(split, metrics)
     trainer.save_metrics(split, metrics)
+
+
+def check_same_tokenizer(tokenizer, teacher_paths: list[str]) -> None:
+    """Every teacher of an ensemble reads the token ids of the first one's tokenizer."""
+    for k, path in enumerate(teacher_paths[1:], start=1):
+        other = load_pretrained(load_teacher_tokenizer, path, "teacher_model_name_or_path")
+        if other.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"`teacher_model_name_or_path` {path!r} (teacher {k}) has another vocabulary than "
+                f"{teacher_paths[0]!r} (teacher 0): the teachers of an ensemble read the same token ids. Pass "
+                "teachers that share their tokenizer."
+            )
 
 
 def check_labels_match_task(model: PreTrainedModel, task: TaskSpec, argument: str) -> None:

@@ -107,6 +107,13 @@ class DistillationConfig(TinyBERTSettings, PKDSettings, _LossSettings, TrainingA
     _argument_group_name = "Distillation and training (every TrainingArguments flag)"
 
     # -- teacher -------------------------------------------------------------------------------------------------
+    intermediate_teacher: int = field(
+        default=0,
+        metadata={
+            "help": "With several teachers (an ensemble): the teacher (0-based) whose hidden states the intermediate "
+            "terms (PKD, TinyBERT) read and whose layers the student is built from."
+        },
+    )
     teacher_cache: str | None = field(
         default=None,
         metadata={

@@ -23,6 +23,7 @@ from .data.task_spec import (
     TRANSFER_COLUMN,
 )
 from .distributed import prepare_teacher
+from .ensemble import TeacherEnsemble
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
 from .model_card import build_model_card, hub_model_id
 from .peft_utils import classifier_auto_class, is_token_classifier, load_teacher, merge_peft_model
@@ -105,14 +106,7 @@ class DistillationTrainer(Trainer):
             raise ValueError("`model` (the student) is required.")
         if teacher_model is None:
             raise ValueError("`teacher_model` is required: pass the fine-tuned teacher model or its path/Hub id.")
-        if isinstance(teacher_model, str):
-            teacher_model = guards.load_pretrained(
-                lambda path: load_teacher(path, argument="teacher_model", auto_class=classifier_auto_class(model)),
-                teacher_model,
-                "teacher_model",
-            )
-        # A LoRA teacher only runs inference: merged, it is a plain model without the adapter's extra matmuls.
-        teacher_model = merge_peft_model(teacher_model)
+        teacher_model = self._load_teachers(teacher_model, model, args)
         _check_compatible(teacher_model, model)
         super().__init__(model=model, args=args, **kwargs)
         # A token classifier predicts at every labelled token (the first sub-token of each word), not once per row.
@@ -123,7 +117,9 @@ class DistillationTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.teacher = self._prepare_teacher(teacher_model)
         # The method's state for this student and teacher (layer maps, TinyBERT's W_h): see `DistillationMethod`.
-        self.distillation_method: DistillationMethod = get_method(args.method)(args, model, self.teacher)
+        # Intermediate-layer terms read one teacher: the ensemble's designated one (`intermediate_teacher`).
+        self.intermediate_teacher = getattr(self.teacher, "intermediate", self.teacher)
+        self.distillation_method: DistillationMethod = get_method(args.method)(args, model, self.intermediate_teacher)
         if self._extra_parameters():
             self.add_callback(_ClearGradients(self._extra_parameters()))
         self.teacher_cache: TeacherCache | None = self._prepare_teacher_cache() if args.teacher_cache else None
@@ -136,6 +132,31 @@ class DistillationTrainer(Trainer):
         }
 
     # -- setup ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _load_teachers(teacher_model, student: nn.Module, args: DistillationConfig) -> nn.Module:
+        """The teacher: a model or a path/Hub id, or a list of them, distilled as one `TeacherEnsemble` at the
+        run's temperature (1 for methods without one)."""
+        teachers = list(teacher_model) if isinstance(teacher_model, (list, tuple)) else [teacher_model]
+        auto_class = classifier_auto_class(student)
+        for k, teacher in enumerate(teachers):
+            if isinstance(teacher, str):
+                teachers[k] = guards.load_pretrained(
+                    lambda path: load_teacher(path, argument="teacher_model", auto_class=auto_class),
+                    teacher,
+                    "teacher_model",
+                )
+            # A LoRA teacher only runs inference: merged, it is a plain model without the adapter's extra matmuls.
+            teachers[k] = merge_peft_model(teachers[k])
+        if len(teachers) == 1:
+            if args.intermediate_teacher != 0 and not isinstance(teachers[0], TeacherEnsemble):
+                raise ValueError(
+                    f"`intermediate_teacher` is {args.intermediate_teacher}, but there is one teacher. Drop it, or "
+                    "pass several teachers (`teacher_model_name_or_path A B ...`)."
+                )
+            return teachers[0]
+        return TeacherEnsemble(teachers, temperature=args.temperature or 1.0,
+                               intermediate_teacher=args.intermediate_teacher)
+
     def _prepare_teacher(self, teacher: PreTrainedModel) -> PreTrainedModel:
         plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         deepspeed_config = plugin.deepspeed_config if plugin is not None else None
@@ -266,7 +287,7 @@ class DistillationTrainer(Trainer):
         method = self.distillation_method
         labels = self.hard_labels(inputs)
         model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
-        with method.capture(self.teacher) as teacher_captures:
+        with method.capture(self.intermediate_teacher) as teacher_captures:
             teacher_outputs = self._teacher_outputs(inputs, model_inputs, method.needs_hidden_states)
         with method.capture(model) as student_captures:
             student_outputs = model(**model_inputs, output_hidden_states=method.needs_hidden_states)
