@@ -67,7 +67,12 @@ from hf_distill.peft_utils import (
     merge_peft_model,
 )
 from hf_distill.pipeline import check_method_arguments, method_argument_classes, prepare_student, train_student
-from hf_distill.students.factory import StudentArguments, build_student
+from hf_distill.students.factory import (
+    StudentArguments,
+    build_student,
+    is_cross_tokenizer,
+    load_student_tokenizer,
+)
 
 logger = logging.get_logger("run_distill")
 
@@ -136,13 +141,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher = teachers[0] if len(teachers) == 1 else TeacherEnsemble(
         teachers, temperature=config.temperature or 1.0, intermediate_teacher=config.intermediate_teacher)
     intermediate = getattr(teacher, "intermediate", teacher)
+    student_tokenizer = load_student_tokenizer(student_args, tokenizer)
+    # A student with a tokenizer of its own reads the same rows tokenized its way (`student_input_ids`, ...).
+    own_tokenizer = student_tokenizer if is_cross_tokenizer(student_tokenizer, tokenizer) else None
     # The main process fills the datasets cache first; the others then read it (run_glue.py's pattern).
     with config.main_process_first(desc="loading and tokenizing the data"):
-        raw, tokenized, task = load_data(data_args, tokenizer, config.seed)
+        raw, tokenized, task = load_data(data_args, tokenizer, config.seed, own_tokenizer)
     method.check_task(task, method_args)
     for member in teachers:
         check_labels_match_task(member, task, "teacher_model_name_or_path")
-    student = build_student(student_args, config.method, intermediate, tokenizer, task)
+    student = build_student(student_args, config.method, intermediate, tokenizer, task, student_tokenizer)
     check_max_seq_length(data_args.max_seq_length, student.config, "the student")
     effective = {
         **config.effective_distillation_config(),
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if config.should_save:
         write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
 
-    collator = make_collator(tokenizer, data_args, task)
+    collator = make_collator(tokenizer, data_args, task, own_tokenizer)
     teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
     member_metrics = [evaluate_model(member, config, tokenized["validation"], collator, task)
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer_kwargs = dict(
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
-        processing_class=tokenizer,
+        processing_class=student_tokenizer,  # saved with the student
         data_collator=collator,
         compute_metrics=build_compute_metrics(task),
     )
@@ -206,8 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     else:
         rows = [model_summary_row("teacher", teacher, teacher_metrics, task, tokenizer, config,
                                   saved(teacher_paths[0]))]
-    rows.append(model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task, tokenizer,
-                                  config, config.output_dir))
+    rows.append(model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task,
+                                  student_tokenizer, config, config.output_dir))
     table = summary_table(rows)
     metrics["summary"] = rows
     local_data = data_args.train_file or data_args.data_dir or local_dataset(data_args.dataset_name)

@@ -23,7 +23,9 @@ from transformers.utils import logging
 
 from .classifier_trainer import ClassifierTrainer
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
+from .data.collation import TwoTokenizerCollator
 from .data.task_spec import TRANSFER_COLUMN
+from .data.tokenization import tokenize_for_student
 from .data.transfer import add_transfer_rows, load_transfer_dataset
 from .guards import (
     COMPLETION_MARKER,
@@ -116,6 +118,10 @@ class DataArguments:
         },
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    student_max_seq_length: int | None = field(
+        default=None,
+        metadata={"help": "With a student tokenizer of its own: its side's max length (default: max_seq_length)."},
+    )
     pad_to_max_length: bool = field(
         default=False,
         metadata={
@@ -235,8 +241,9 @@ def write_completion_marker(args: TrainingArguments, script: str, accelerator) -
         write_json_atomic(Path(args.output_dir) / COMPLETION_MARKER, payload)
 
 
-def load_data(data_args: DataArguments, tokenizer, seed: int):
-    """Load the task's splits and tokenise them: returns `(raw, tokenized, task)`."""
+def load_data(data_args: DataArguments, tokenizer, seed: int, student_tokenizer=None):
+    """Load the task's splits and tokenise them: returns `(raw, tokenized, task)`. With a `student_tokenizer` (a
+    cross-tokenizer run), each row also holds the student's tokenization (`student_input_ids`, ...)."""
     raw, task = load_task_dataset(
         data_args.task_name,
         data_dir=data_args.data_dir,
@@ -263,6 +270,9 @@ def load_data(data_args: DataArguments, tokenizer, seed: int):
         )
         raw = add_transfer_rows(raw, transfer)
     tokenized = tokenize_dataset(raw, tokenizer, task, data_args.max_seq_length, data_args.label_all_tokens)
+    if student_tokenizer is not None:
+        tokenized = tokenize_for_student(tokenized, raw, student_tokenizer, task,
+                                         data_args.student_max_seq_length or data_args.max_seq_length)
     return raw, tokenized, task
 
 
@@ -277,13 +287,15 @@ def local_dataset(dataset_name: str | None) -> str | None:
     return dataset_name if dataset_name and Path(dataset_name).is_dir() else None
 
 
-def make_collator(tokenizer, data_args: DataArguments, task: TaskSpec) -> DataCollatorWithPadding:
+def make_collator(tokenizer, data_args: DataArguments, task: TaskSpec, student_tokenizer=None):
     """Pads each batch to its longest row, or to `max_seq_length` with `pad_to_max_length` (token classification:
-    its per-token labels too, with -100)."""
+    its per-token labels too, with -100); with a `student_tokenizer`, each model's inputs with its own tokenizer."""
     collator_class = DataCollatorForTokenClassification if task.is_token_classification else DataCollatorWithPadding
     if data_args.pad_to_max_length:
-        return collator_class(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
-    return collator_class(tokenizer)
+        collator = collator_class(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
+    else:
+        collator = collator_class(tokenizer)
+    return collator if student_tokenizer is None else TwoTokenizerCollator(collator, student_tokenizer)
 
 
 def report_metrics(trainer, split: str, metrics: dict[str, Any]) -> None:

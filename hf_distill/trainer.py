@@ -22,6 +22,7 @@ from .data.task_spec import (
     TOKEN_CLASSIFICATION,
     TRANSFER_COLUMN,
 )
+from .data.tokenization import MODEL_INPUT_COLUMNS, STUDENT_PREFIX
 from .distributed import prepare_teacher
 from .ensemble import TeacherEnsemble
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
@@ -107,7 +108,9 @@ class DistillationTrainer(Trainer):
         if teacher_model is None:
             raise ValueError("`teacher_model` is required: pass the fine-tuned teacher model or its path/Hub id.")
         teacher_model = self._load_teachers(teacher_model, model, args)
-        _check_compatible(teacher_model, model)
+        train_dataset = kwargs.get("train_dataset")
+        cross_tokenizer = STUDENT_PREFIX + "input_ids" in (getattr(train_dataset, "column_names", None) or ())
+        _check_compatible(teacher_model, model, cross_tokenizer)
         super().__init__(model=model, args=args, **kwargs)
         # A token classifier predicts at every labelled token (the first sub-token of each word), not once per row.
         self.predicts_per_token = is_token_classifier(model)
@@ -119,6 +122,12 @@ class DistillationTrainer(Trainer):
         # The method's state for this student and teacher (layer maps, TinyBERT's W_h): see `DistillationMethod`.
         # Intermediate-layer terms read one teacher: the ensemble's designated one (`intermediate_teacher`).
         self.intermediate_teacher = getattr(self.teacher, "intermediate", self.teacher)
+        if cross_tokenizer and get_method(args.method).reads_aligned_tokens:
+            raise ValueError(
+                f"`method` {args.method!r} compares teacher and student token by token, but they read the text with "
+                "different tokenizers (the training set has `student_input_ids`), which split it differently. Use "
+                "kd, pkd or bilstm, whose terms compare per-example quantities, or the teacher's tokenizer."
+            )
         self.distillation_method: DistillationMethod = get_method(args.method)(args, model, self.intermediate_teacher)
         if self._extra_parameters():
             self.add_callback(_ClearGradients(self._extra_parameters()))
@@ -190,7 +199,8 @@ class DistillationTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        for column in _NON_MODEL_COLUMNS:
+        student_inputs = [STUDENT_PREFIX + name for name in MODEL_INPUT_COLUMNS]
+        for column in (*_NON_MODEL_COLUMNS, *student_inputs):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -286,9 +296,13 @@ class DistillationTrainer(Trainer):
         then the method's loss terms, each divided by the rows (or labelled rows) of the accumulated batch."""
         method = self.distillation_method
         labels = self.hard_labels(inputs)
-        model_inputs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_COLUMNS}
+        teacher_inputs = {k: v for k, v in inputs.items()
+                          if k not in _NON_MODEL_COLUMNS and not k.startswith(STUDENT_PREFIX)}
+        # A cross-tokenizer batch holds the student's own tokenization of the same rows (`student_input_ids`, ...).
+        model_inputs = {k[len(STUDENT_PREFIX):]: v for k, v in inputs.items() if k.startswith(STUDENT_PREFIX)}
+        model_inputs = model_inputs or teacher_inputs
         with method.capture(self.intermediate_teacher) as teacher_captures:
-            teacher_outputs = self._teacher_outputs(inputs, model_inputs, method.needs_hidden_states)
+            teacher_outputs = self._teacher_outputs(inputs, teacher_inputs, method.needs_hidden_states)
         with method.capture(model) as student_captures:
             student_outputs = model(**model_inputs, output_hidden_states=method.needs_hidden_states)
         attention_mask = model_inputs.get("attention_mask")
@@ -439,8 +453,9 @@ class DistillationTrainer(Trainer):
         }
 
 
-def _check_compatible(teacher: PreTrainedModel, student: nn.Module) -> None:
-    """Fail before training when teacher and student cannot be compared on the same batches."""
+def _check_compatible(teacher: PreTrainedModel, student: nn.Module, cross_tokenizer: bool = False) -> None:
+    """Fail before training when teacher and student cannot be compared on the same batches (`cross_tokenizer`:
+    each reads its own tokenization of them)."""
     student_config = getattr(student, "config", None)
     if student_config is None:
         return
@@ -459,10 +474,11 @@ def _check_compatible(teacher: PreTrainedModel, student: nn.Module) -> None:
             "terms would compare different classes. Give the student the teacher's id2label/label2id."
         )
     teacher_vocab, student_vocab = teacher.config.vocab_size, getattr(student_config, "vocab_size", None)
-    if student_vocab is not None and teacher_vocab != student_vocab:
+    if not cross_tokenizer and student_vocab is not None and teacher_vocab != student_vocab:
         raise ValueError(
             f"Teacher and student read the same `input_ids` but their vocabularies differ (teacher vocab_size="
-            f"{teacher_vocab}, student vocab_size={student_vocab}). Build the student with the teacher's tokenizer."
+            f"{teacher_vocab}, student vocab_size={student_vocab}). Build the student with the teacher's tokenizer, "
+            "or give the training set the student's own tokenization (`hf_distill.data.tokenize_for_student`)."
         )
 
 

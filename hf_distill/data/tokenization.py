@@ -7,7 +7,7 @@
   (continuation pieces of a `B-X` word get `I-X`). Words past `max_seq_length` are truncated away with their tags.
 """
 
-from datasets import DatasetDict, List, Value
+from datasets import DatasetDict, List, Value, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
 from .task_spec import TaskSpec
@@ -98,3 +98,36 @@ def tokenize_dataset(
     elif task.is_multi_label:  # 0/1 per label now, the targets of a binary cross-entropy
         tokenized = tokenized.cast_column("label", List(Value("float32")))
     return tokenized.rename_column("label", "labels")
+
+
+# Student-side columns of a cross-tokenizer dataset: the student's own tokenization of the same text.
+STUDENT_PREFIX = "student_"
+MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def tokenize_for_student(
+    tokenized: DatasetDict,
+    raw: DatasetDict,
+    student_tokenizer: PreTrainedTokenizerBase,
+    task: TaskSpec,
+    max_seq_length: int,
+) -> DatasetDict:
+    """`tokenized` (the teacher's tokenization of `raw`) plus the student's tokenization of the same rows, as
+    `student_input_ids`, `student_attention_mask` (and `student_token_type_ids`): one row holds both sides of one
+    example, so shuffling, epochs, the teacher cache and sharding keep them together.
+
+    Token classification is refused: its per-token predictions would need the two tokenizations aligned by word.
+    """
+    if task.is_token_classification:
+        raise ValueError(
+            f"Task {task.name!r} is token classification, whose per-token terms compare teacher and student token by "
+            "token, which another tokenizer splits differently. Use the teacher's tokenizer for the student."
+        )
+    student_side = tokenize_dataset(raw, student_tokenizer, task, max_seq_length)
+    combined = {}
+    for split, data in tokenized.items():
+        inputs = [name for name in MODEL_INPUT_COLUMNS if name in student_side[split].column_names]
+        student_inputs = student_side[split].select_columns(inputs)
+        student_inputs = student_inputs.rename_columns({name: STUDENT_PREFIX + name for name in inputs})
+        combined[split] = concatenate_datasets([data, student_inputs], axis=1)
+    return DatasetDict(combined)

@@ -103,6 +103,9 @@ class DistillationMethod:
     # Loss terms averaged over the examples (intermediate-layer terms); the others are averaged over the predictions
     # that count (the same for sequence tasks; the labelled tokens for token classification).
     example_terms: ClassVar[tuple[str, ...]] = ()
+    # Whether a term compares teacher and student token by token (TinyBERT's hidden states and attention maps): such
+    # a method cannot distil into a student with another tokenizer.
+    reads_aligned_tokens: ClassVar[bool] = False
     # Task types (`hf_distill.data.TASK_TYPES`) the method trains; run_distill.py refuses the others.
     task_types: ClassVar[tuple[str, ...]] = TASK_TYPES
 

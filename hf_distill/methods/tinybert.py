@@ -322,6 +322,7 @@ class TinyBERT(DistillationMethod):
     # Stage 1 matches every token's states per example (token tasks too); stage 2's prediction terms are per
     # prediction (per labelled token for token classification).
     example_terms = ("loss_emb", "loss_hidden", "loss_attn")
+    reads_aligned_tokens = True
 
     def __init__(self, args: TrainingArguments, student: PreTrainedModel, teacher: PreTrainedModel):
         super().__init__(args, student, teacher)

@@ -67,6 +67,14 @@ class StudentArguments:
             '\'{"num_hidden_layers": 4, "hidden_size": 312, "intermediate_size": 1200}\'.'
         },
     )
+    student_tokenizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "The student's own tokenizer (a Hub id or folder), when it is not the teacher's: each model reads "
+            "the raw text tokenized its way. With `student_config` (a fresh student sized to its vocabulary) or "
+            "`student_arch bilstm`; a ready-made `student_model_name_or_path` brings its own."
+        },
+    )
     sps_shuffle_qk: bool = field(
         default=True, metadata={"help": "sps: swap Query and Key in the second pass (False: paired sharing)."}
     )
@@ -98,21 +106,13 @@ class StudentArguments:
         return default
 
 
-def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) -> PreTrainedModel:
+def _load_ready_made_student(args: StudentArguments, task) -> PreTrainedModel:
     if args.student_layers or args.student_layer_ids or args.student_init_from:
         raise ValueError(
             "`student_model_name_or_path` gives a ready-made student; drop `student_layers`, `student_layer_ids` and "
             "`student_init_from`, which build one from the teacher."
         )
     path, argument = args.student_model_name_or_path, "student_model_name_or_path"
-    student_tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, argument)
-    check_tokenizer_vocabulary(student_tokenizer, path, argument, source="the teacher")
-    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
-        raise ValueError(
-            f"`student_model_name_or_path` {args.student_model_name_or_path!r} uses a tokenizer whose vocabulary "
-            "differs from the teacher's, but teacher and student read the same token ids. Use a student built on the "
-            "teacher's tokenizer (e.g. `--student_layers k`)."
-        )
     # A general-distillation checkpoint has no task head: give it the task's labels (a mismatching head is an error).
     student, loading_info = load_pretrained(
         task.auto_model_class.from_pretrained,
@@ -125,16 +125,63 @@ def _load_ready_made_student(args: StudentArguments, teacher_tokenizer, task) ->
     return student
 
 
-def build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
+def load_student_tokenizer(args: StudentArguments, teacher_tokenizer):
+    """The student's tokenizer: `student_tokenizer`, else a ready-made student's own, else the teacher's. One whose
+    vocabulary differs from the teacher's makes a cross-tokenizer run (`is_cross_tokenizer`)."""
+    if args.student_tokenizer:
+        path, argument = args.student_tokenizer, "student_tokenizer"
+    elif args.student_model_name_or_path:
+        path, argument = args.student_model_name_or_path, "student_model_name_or_path"
+    else:
+        return teacher_tokenizer
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, argument)
+    check_tokenizer_vocabulary(tokenizer, path, argument, source="the student")
+    return tokenizer
+
+
+def is_cross_tokenizer(student_tokenizer, teacher_tokenizer) -> bool:
+    if student_tokenizer is teacher_tokenizer:
+        return False
+    return student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab()
+
+
+def build_student(
+    args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task, student_tokenizer=None
+) -> PreTrainedModel:
     """The student for `method`: ready-made, from a config, a BiLSTM, an SPS BERT or a plain layer selection of the
-    teacher; a multi-label task's student is one too (`problem_type`, which its loss and the trainer read)."""
-    student = _build_student(args, method, teacher, tokenizer, task)
+    teacher; a multi-label task's student is one too (`problem_type`, which its loss and the trainer read).
+
+    `student_tokenizer` (`load_student_tokenizer`), when its vocabulary is not the teacher's `tokenizer`'s, sizes a
+    `student_config` or BiLSTM student to its vocabulary; students built from the teacher's layers cannot read it."""
+    cross = student_tokenizer is not None and is_cross_tokenizer(student_tokenizer, tokenizer)
+    if cross and not (args.student_config or args.student_model_name_or_path
+                      or args.resolved_arch(method) == bilstm.STUDENT_KIND):
+        raise ValueError(
+            "`student_tokenizer` has another vocabulary than the teacher's, but this student is built from the "
+            "teacher's layers and embeddings, which read the teacher's token ids. Pass `student_config` (a fresh "
+            "student of that vocabulary), `student_arch bilstm` or `student_model_name_or_path`."
+        )
+    if cross and args.resolved_arch(method) == bilstm.STUDENT_KIND and args.bilstm_embedding_init == "teacher":
+        raise ValueError(
+            "`bilstm_embedding_init` is 'teacher', but the student's tokenizer has another vocabulary than the "
+            "teacher's embeddings. Pass `--bilstm_embedding_init random` or `file`."
+        )
+    student = _build_student(args, method, teacher, student_tokenizer if cross else tokenizer, task, cross)
+    vocab_size = getattr(student.config, "vocab_size", None)
+    if cross and vocab_size is not None and len(student_tokenizer) > vocab_size:
+        raise ValueError(
+            f"The student's tokenizer has {len(student_tokenizer)} tokens, but the student embeds {vocab_size}: "
+            "its ids would index past the embeddings. Pass the tokenizer the student was trained with "
+            "(`student_tokenizer`), or resize the student's embeddings."
+        )
     if task.is_multi_label:
         student.config.problem_type = "multi_label_classification"
     return student
 
 
-def _build_student(args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task) -> PreTrainedModel:
+def _build_student(
+    args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task, cross_tokenizer: bool
+) -> PreTrainedModel:
     check_fields_apply(args, ARCH_FIELDS, args.resolved_arch(method), "student_arch")
     if args.student_config:
         other_choices = (
@@ -150,9 +197,10 @@ def _build_student(args: StudentArguments, method: str, teacher: PreTrainedModel
                 f"`student_config` builds a fresh student of the teacher's architecture; drop {clashing}, which "
                 "choose another student."
             )
-        return build_student_from_config(args.student_config, teacher)
+        vocabulary = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id} if cross_tokenizer else {}
+        return build_student_from_config(args.student_config, teacher, vocabulary)
     if args.student_model_name_or_path:
-        return _load_ready_made_student(args, tokenizer, task)
+        return _load_ready_made_student(args, task)
     arch = args.resolved_arch(method)
     if arch == bilstm.STUDENT_KIND:
         return build_bilstm_student(
@@ -184,12 +232,13 @@ def _build_student(args: StudentArguments, method: str, teacher: PreTrainedModel
     )
 
 
-def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrainedModel:
+def build_student_from_config(spec: str, teacher: PreTrainedModel, vocabulary: dict | None = None) -> PreTrainedModel:
     """A randomly initialised student of the teacher's architecture, resized by `spec`.
 
     `spec` is a JSON object or the path of a JSON file with config keys to change, e.g.
     `{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}`
-    (TinyBERT-4). Everything else, labels and vocabulary included, is the teacher's.
+    (TinyBERT-4). Everything else, labels and vocabulary included, is the teacher's, unless `vocabulary`
+    (`vocab_size`, `pad_token_id` of the student's own tokenizer) gives another vocabulary.
     """
     text = Path(spec).read_text(encoding="utf-8") if Path(spec).is_file() else spec
     try:
@@ -221,7 +270,7 @@ def build_student_from_config(spec: str, teacher: PreTrainedModel) -> PreTrained
             '\'{"num_hidden_layers": 4, "hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1200}\'.'
         )
     try:
-        config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides})
+        config = type(teacher.config).from_dict({**teacher.config.to_dict(), **overrides, **(vocabulary or {})})
         student = classifier_auto_class(teacher).from_config(config)
     except (ValueError, TypeError) as error:  # e.g. a hidden_size that num_attention_heads does not divide
         raise ValueError(
