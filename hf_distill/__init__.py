@@ -12,6 +12,10 @@ from .data import (
     load_task_dataset,
     tokenize_dataset,
 )
+from .data.collation import TwoTokenizerCollator
+from .data.tokenization import tokenize_for_student
+from .data.transfer import add_transfer_rows, load_transfer_dataset
+from .ensemble import TeacherEnsemble
 from .methods import DistillationMethod, LossInputs, get_method, register_method
 from .students import (
     BiLSTMConfig,
@@ -44,6 +48,9 @@ __all__ = [
     "SPSBertForSequenceClassification",
     "SPSBertForTokenClassification",
     "TaskSpec",
+    "TeacherEnsemble",
+    "TwoTokenizerCollator",
+    "add_transfer_rows",
     "build_bilstm_student",
     "build_compute_metrics",
     "build_sps_student",
@@ -51,8 +58,10 @@ __all__ = [
     "get_method",
     "get_task",
     "load_task_dataset",
+    "load_transfer_dataset",
     "losses",
     "register_method",
     "tokenize_dataset",
+    "tokenize_for_student",
     "__version__",
 ]
