@@ -123,6 +123,11 @@ class BiLSTMPreTrainedModel(PreTrainedModel):
         )
         return embeds, outputs, final_states
 
+    def _output_flags(self, output_hidden_states: bool | None, return_dict: bool | None) -> tuple[bool, bool]:
+        """The forward's `output_hidden_states` and `return_dict`, the config's where not given."""
+        hidden = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return hidden, self.config.return_dict if return_dict is None else return_dict
+
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Logits `(..., num_labels)` of features `(..., classifier_features)`: dropout -> ReLU layer -> linear."""
         return self.classifier(torch.relu(self.fc(self.dropout(features))))
@@ -202,10 +207,7 @@ class BiLSTMForSequenceClassification(BiLSTMPreTrainedModel):
         positions, zero at padding; in pair mode each sentence is encoded on its own and written to its positions.
         Extra keyword arguments (e.g. `position_ids` from a BERT collator) are ignored.
         """
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
 
         pooled, hidden_states = [], None
         for selected in self._segments(input_ids, attention_mask, token_type_ids):
@@ -276,10 +278,7 @@ class BiLSTMForTokenClassification(BiLSTMPreTrainedModel):
         is `(embeddings (B, L, E), LSTM outputs (B, L, 2H))`, zero at padding. Extra keyword arguments (e.g.
         `position_ids` from a BERT collator) are ignored.
         """
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states, return_dict = self._output_flags(output_hidden_states, return_dict)
 
         (sentence,) = self._segments(input_ids, attention_mask, token_type_ids)
         embeds, outputs, _ = self.run_lstm(input_ids, sentence)

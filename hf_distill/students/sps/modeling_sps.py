@@ -186,8 +186,9 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 class SPSBertClassifier(SPSBertPreTrainedModel):
     """The SPS BERT body with BERT's classification head (dropout + linear over `hidden_size` features).
 
-    A head class says whether the body keeps BERT's pooler (`uses_pooler`), what the classifier reads
-    (`classifier_input`), how it is trained (`classification_loss`) and what it returns (`output_class`). Attribute
+    A head class says whether the body keeps BERT's pooler (`uses_pooler`, which also says what the classifier reads:
+    the pooled [CLS] or every position), how it is trained (its `classification_loss(logits, labels)`) and what it
+    returns (`output_class`). Attribute
     names are BERT's, so the state dict is that of the matching k-layer BERT head model.
     """
 
@@ -204,12 +205,8 @@ class SPSBertClassifier(SPSBertPreTrainedModel):
         self.post_init()
 
     def classifier_input(self, outputs: BaseModelOutputWithPooling) -> torch.Tensor:
-        """The features the head classifies: the pooled [CLS] (B, d) or every position (B, L, d)."""
-        raise NotImplementedError
-
-    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The training loss of the head's logits against `labels`."""
-        raise NotImplementedError
+        """The features the head classifies: the pooled [CLS] (B, d) with the pooler, else every position (B, L, d)."""
+        return outputs.pooler_output if self.uses_pooler else outputs.last_hidden_state
 
     def forward(
         self,
@@ -254,9 +251,6 @@ class SPSBertForSequenceClassification(SPSBertClassifier):
     uses_pooler = True
     output_class = SequenceClassifierOutput
 
-    def classifier_input(self, outputs: BaseModelOutputWithPooling) -> torch.Tensor:
-        return outputs.pooler_output
-
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return sequence_classification_loss(logits, labels, self.config)
 
@@ -270,9 +264,6 @@ class SPSBertForTokenClassification(SPSBertClassifier):
 
     uses_pooler = False
     output_class = TokenClassifierOutput
-
-    def classifier_input(self, outputs: BaseModelOutputWithPooling) -> torch.Tensor:
-        return outputs.last_hidden_state
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over the (B·L) positions; -100 labels are left out of the mean."""
