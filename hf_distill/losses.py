@@ -167,6 +167,11 @@ def hidden_mse_loss(
     return _reduce(per_example, reduction)
 
 
+def _computed(scores: torch.Tensor) -> torch.Tensor:
+    """Where `scores` holds a computed entry, not the `finfo(dtype).min` a model adds at pairs it masks."""
+    return scores > torch.finfo(scores.dtype).min / 2
+
+
 def attention_score_loss(
     student_scores: torch.Tensor,
     teacher_scores: torch.Tensor,
@@ -185,12 +190,18 @@ def attention_score_loss(
 
     Zeroing is done with `torch.where` on the mask rather than by subtracting masked scores, which hold
     `finfo(dtype).min` in transformers 5 and would overflow in half precision.
+
+    A pair the model itself masks in either map (a score at `finfo(dtype).min`: outside a sliding attention window,
+    as in ModernBERT's local layers) is zeroed too: the layer never computes it, and a local student layer mapped
+    to a global teacher layer would otherwise add `(finfo.min - s)²`, an infinite loss. BERT masks only padded
+    keys, so its loss is unchanged.
     """
     key_mask = attention_mask.bool()[:, None, None, :]
     if masked_mean:
         pair_mask = key_mask & attention_mask.bool()[:, None, :, None]
     else:
         pair_mask = key_mask.expand_as(student_scores)
+    pair_mask = pair_mask & _computed(student_scores) & _computed(teacher_scores)
     diff = torch.where(pair_mask, student_scores.float() - teacher_scores.float(), 0.0)
     squared_sum = diff.pow(2).sum(dim=(1, 2, 3))
     if masked_mean:

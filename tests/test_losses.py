@@ -171,3 +171,16 @@ def test_attention_score_loss_half_precision_mask_values_do_not_overflow():
     teacher = torch.tensor([[[[0.0, 100.0], [0.0, 3.0]]]])
     got = losses.attention_score_loss(student.half(), teacher.half(), mask)
     assert got.item() == pytest.approx((0.25 + 0.01) / 4, rel=1e-3)
+
+
+def test_attention_score_loss_skips_pairs_outside_a_sliding_window():
+    """A local (sliding-window) student layer mapped to a global teacher layer: the pairs the student masks were
+    never computed, so they count as zero; the mean still runs over all L·L entries (the reference's)."""
+    low = torch.finfo(torch.float32).min
+    mask = torch.tensor([[1, 1]])
+    student = torch.tensor([[[[1.0, low], [low, 2.0]]]])  # window of 1: each query sees only itself
+    teacher = torch.tensor([[[[0.5, 3.0], [4.0, 1.0]]]])
+    got = losses.attention_score_loss(student, teacher, mask)
+    assert got.item() == pytest.approx((0.5**2 + 1.0**2) / 4)
+    masked_mean = losses.attention_score_loss(student, teacher, mask, masked_mean=True)
+    assert masked_mean.item() == pytest.approx((0.5**2 + 1.0**2) / 4)

@@ -1,26 +1,35 @@
 import copy
+import inspect
 import logging
+import math
 
 import pytest
 import torch
-from conftest import make_tiny_bert, make_tiny_bert_config
+from conftest import TINY_VOCAB, make_tiny_bert, make_tiny_bert_config, make_tiny_dataset, make_tiny_tokenizer
 from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
     BertForMaskedLM,
     BertForSequenceClassification,
     BertModel,
+    DataCollatorWithPadding,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
+    ModernBertForTokenClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
     RobertaModel,
 )
 
+from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.students import (
     build_sps_student,
     build_student_from_teacher,
@@ -31,7 +40,10 @@ from hf_distill.students import (
     resolve_student_layer_ids,
 )
 
-TINY = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, vocab_size=60)
+# The tiny tokenizer's vocabulary, so the models also train on `make_tiny_dataset`.
+TINY = dict(
+    hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, vocab_size=len(TINY_VOCAB)
+)
 
 
 def make_tiny_roberta(seed: int = 0) -> RobertaForSequenceClassification:
@@ -45,10 +57,39 @@ def make_tiny_electra(seed: int = 0) -> ElectraForSequenceClassification:
     return ElectraForSequenceClassification(ElectraConfig(**TINY, embedding_size=16, num_labels=2)).eval()
 
 
+def make_tiny_distilbert(seed: int = 0) -> DistilBertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = DistilBertConfig(vocab_size=TINY["vocab_size"], dim=32, n_layers=4, n_heads=4, hidden_dim=37,
+                              max_position_embeddings=64)
+    return DistilBertForSequenceClassification(config).eval()
+
+
+def make_tiny_deberta_v2(seed: int = 0) -> DebertaV2ForSequenceClassification:
+    torch.manual_seed(seed)
+    # Relative attention with both position terms: the layers read the encoder's shared `rel_embeddings`.
+    config = DebertaV2Config(**TINY, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=8,
+                             max_relative_positions=-1, position_biased_input=False, num_labels=3)
+    return DebertaV2ForSequenceClassification(config).eval()
+
+
+def modernbert_config(**kwargs) -> ModernBertConfig:
+    # Layers 0 and 3 attend globally, 1 and 2 in a sliding window narrower than the test sequences.
+    return ModernBertConfig(**TINY, local_attention=4, global_attn_every_n_layers=3, pad_token_id=0,
+                            bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, **kwargs)
+
+
+def make_tiny_modernbert(seed: int = 0) -> ModernBertForSequenceClassification:
+    torch.manual_seed(seed)
+    return ModernBertForSequenceClassification(modernbert_config(num_labels=2)).eval()
+
+
 ARCHITECTURES = {
     "bert": lambda: make_tiny_bert(seed=0),
     "roberta": make_tiny_roberta,
     "electra": make_tiny_electra,
+    "distilbert": make_tiny_distilbert,
+    "deberta-v2": make_tiny_deberta_v2,
+    "modernbert": make_tiny_modernbert,
 }
 
 
@@ -68,10 +109,15 @@ def assert_modules_equal(actual: nn.Module, expected: nn.Module) -> None:
 
 
 def surgery_reference(teacher: nn.Module, ids: list[int]) -> nn.Module:
-    """The teacher with its layer list cut down by hand: what a student keeping `ids` must compute."""
+    """The teacher with its layer list cut down by hand: what a student keeping `ids` must compute.
+
+    Each kept layer module keeps its own attention kind (ModernBERT's global or sliding-window attention)."""
     reference = copy.deepcopy(teacher)
-    layers = reference.base_model.encoder.layer
-    reference.base_model.encoder.layer = nn.ModuleList([layers[i] for i in ids])
+    parent_path, _, name = layer_selection.ENCODER_LAYER_PATHS[teacher.config.model_type].rpartition(".")
+    parent = reference.get_submodule(parent_path)
+    setattr(parent, name, nn.ModuleList([getattr(parent, name)[i] for i in ids]))
+    if isinstance(getattr(reference.config, "layer_types", None), list):
+        reference.config.layer_types = [reference.config.layer_types[i] for i in ids]
     return reference
 
 
@@ -220,21 +266,134 @@ def test_init_from_roberta_base_into_roberta_head(tmp_path):
 # --- other architectures ------------------------------------------------------------------------------------------
 
 
+# ModernBERT's layer 0 has no `attn_norm`, so its students keep layer 0 first; [0, 2] keeps a global and a
+# sliding-window layer.
+KEPT_LAYERS = {"modernbert": [0, 2]}
+
+
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_architectures(architecture):
     teacher = ARCHITECTURES[architecture]()
-    student = build_student_from_teacher(teacher, layer_ids=[1, 3])
+    ids = KEPT_LAYERS.get(architecture, [1, 3])
+    student = build_student_from_teacher(teacher, layer_ids=ids)
 
     assert type(student) is type(teacher)
     assert student.config.model_type == architecture
+    assert student.config.num_hidden_layers == 2
     teacher_layers, student_layers = get_encoder_layers(teacher), get_encoder_layers(student)
     assert len(teacher_layers) == 4 and len(student_layers) == 2
-    assert_modules_equal(student_layers[0], teacher_layers[1])
-    assert_modules_equal(student_layers[1], teacher_layers[3])
-    assert_modules_equal(student.classifier, teacher.classifier)
+    for j, i in enumerate(ids):
+        assert_modules_equal(student_layers[j], teacher_layers[i])
+    teacher_state = teacher.state_dict()
+    layers_path = layer_selection.ENCODER_LAYER_PATHS[architecture]
+    for key, tensor in student.state_dict().items():  # embeddings, encoder-level tensors, pooler and head
+        if not key.startswith(layers_path + "."):
+            assert torch.equal(tensor, teacher_state[key]), key
     inputs = sample_inputs()
     with torch.no_grad():
-        assert torch.equal(student(**inputs).logits, surgery_reference(teacher, [1, 3])(**inputs).logits)
+        assert torch.equal(student(**inputs).logits, surgery_reference(teacher, ids)(**inputs).logits)
+
+
+def hand_built_one_layer_model(teacher: nn.Module, kept: int) -> nn.Module:
+    """A 1-layer model of the teacher's class built from a fresh config, with the teacher's weights loaded by name
+    (layer `kept` renamed to layer 0), strictly: no surgery code involved."""
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = 1
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[kept]]
+    layers_path = layer_selection.ENCODER_LAYER_PATHS[config.model_type]
+    state = {}
+    for key, tensor in teacher.state_dict().items():
+        if key.startswith(f"{layers_path}.{kept}."):
+            state[f"{layers_path}.0." + key[len(f"{layers_path}.{kept}.") :]] = tensor
+        elif not key.startswith(layers_path + "."):
+            state[key] = tensor
+    model = type(teacher)(config).eval()
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_one_kept_layer_equals_a_hand_built_model(architecture):
+    teacher = ARCHITECTURES[architecture]()
+    kept = 0 if architecture == "modernbert" else 2
+    student = build_student_from_teacher(teacher, layer_ids=[kept])
+    inputs = sample_inputs()
+    with torch.no_grad():
+        assert torch.equal(student(**inputs).logits, hand_built_one_layer_model(teacher, kept)(**inputs).logits)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_architecture_save_and_reload_round_trip(tmp_path, architecture):
+    teacher = ARCHITECTURES[architecture]()
+    student = build_student_from_teacher(teacher, layer_ids=KEPT_LAYERS.get(architecture, [1, 3]))
+    student.save_pretrained(tmp_path / "student")
+
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").eval()
+
+    assert type(reloaded) is type(teacher) and reloaded.config.num_hidden_layers == 2
+    assert reloaded.config.distillation_layer_ids == student.config.distillation_layer_ids
+    inputs = sample_inputs()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**inputs).logits, student(**inputs).logits)
+
+
+def test_modernbert_students_keep_each_layers_attention_kind():
+    teacher = make_tiny_modernbert()
+    assert teacher.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]
+
+    student = build_student_from_teacher(teacher, layer_ids=[0, 3])
+
+    assert student.config.layer_types == ["full_attention", "full_attention"]
+    assert [layer.attention_type for layer in student.model.layers] == ["full_attention", "full_attention"]
+    # The 1-layer teacher would rebuild the window from its position: the kept global layer must stay global.
+    inputs = {"input_ids": torch.randint(5, 60, (2, 12), generator=torch.Generator().manual_seed(1))}
+    with torch.no_grad():
+        assert torch.equal(student(**inputs).logits, surgery_reference(teacher, [0, 3])(**inputs).logits)
+
+
+def test_modernbert_token_classification_student():
+    torch.manual_seed(0)
+    teacher = ModernBertForTokenClassification(modernbert_config(num_labels=5)).eval()
+    student = build_student_from_teacher(teacher, num_layers=2)
+    inputs = sample_inputs()
+    with torch.no_grad():
+        assert student(**inputs).logits.shape == (3, 9, 5)
+        assert torch.equal(student(**inputs).logits, surgery_reference(teacher, [0, 1])(**inputs).logits)
+
+
+@pytest.mark.parametrize("ids", [[1, 3], [2]])
+def test_modernbert_refuses_moving_a_layer_built_by_position(ids):
+    with pytest.raises(ValueError, match=r"cannot become student layer 0.*attn_norm.*start with layer 0"):
+        build_student_from_teacher(make_tiny_modernbert(), layer_ids=ids)
+
+
+@pytest.mark.parametrize("method", ["kd", "pkd", "tinybert"])
+@pytest.mark.parametrize("architecture", ["distilbert", "deberta-v2", "modernbert"])
+def test_methods_train_students_of_the_new_architectures(tmp_path, architecture, method):
+    teacher = ARCHITECTURES[architecture]()
+    student = build_student_from_teacher(teacher, num_layers=2)
+    data = make_tiny_dataset(16)
+    if "token_type_ids" not in inspect.signature(teacher.forward).parameters:
+        data = data.remove_columns("token_type_ids")
+    extra = {"tinybert_stage": 1} if method == "tinybert" else {}
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, train_dataset=data, data_collator=DataCollatorWithPadding(
+            make_tiny_tokenizer()), args=DistillationConfig(
+            output_dir=str(tmp_path), method=method, max_steps=2, per_device_train_batch_size=8, report_to=[],
+            use_cpu=True, save_strategy="no", **extra))
+    if method == "tinybert" and architecture == "deberta-v2":
+        # DeBERTa's disentangled attention does not run through transformers' attention interface.
+        with pytest.raises(ValueError, match="read 0 attention maps from the student.*AttentionInterface"):
+            trainer.train()
+        return
+    assert math.isfinite(trainer.train().training_loss)
+
+
+@pytest.mark.parametrize("architecture", ["distilbert", "deberta-v2", "modernbert"])
+def test_sps_refuses_architectures_without_its_query_key_swap(architecture):
+    with pytest.raises(ValueError, match=rf"model_type '{architecture}'.*SPS supports BERT"):
+        build_sps_student(ARCHITECTURES[architecture](), num_layers=2)
 
 
 def test_get_encoder_layers_on_base_and_head_models(tiny_teacher):
@@ -249,31 +408,24 @@ def test_base_model_teacher(tiny_teacher):
     assert_modules_equal(student.embeddings, tiny_teacher.bert.embeddings)
 
 
-def tiny_distilbert() -> DistilBertForSequenceClassification:
+def make_tiny_gpt2() -> GPT2ForSequenceClassification:
     torch.manual_seed(0)
-    config = DistilBertConfig(vocab_size=60, dim=32, n_layers=4, n_heads=4, hidden_dim=37, max_position_embeddings=64)
-    return DistilBertForSequenceClassification(config).eval()
+    return GPT2ForSequenceClassification(GPT2Config(n_embd=32, n_layer=4, n_head=4, vocab_size=60)).eval()
 
 
-@pytest.mark.parametrize(
-    "make_model, model_type",
-    [
-        (tiny_distilbert, "distilbert"),
-        (lambda: GPT2ForSequenceClassification(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=60)), "gpt2"),
-    ],
-)
-def test_unsupported_architectures(make_model, model_type):
-    with pytest.raises(ValueError, match=rf"model_type '{model_type}'.*supported: bert, camembert, electra, roberta"):
-        build_student_from_teacher(make_model(), num_layers=1)
+def test_unsupported_architectures():
+    with pytest.raises(ValueError, match=r"model_type 'gpt2'.*supported: bert, camembert, deberta, deberta-v2, "
+                                         r"distilbert, electra, modernbert, roberta"):
+        build_student_from_teacher(make_tiny_gpt2(), num_layers=1)
 
 
 def test_registering_an_architecture_enables_it(monkeypatch):
     monkeypatch.setattr(layer_selection, "ENCODER_LAYER_PATHS", dict(layer_selection.ENCODER_LAYER_PATHS))
-    register_encoder_architecture("distilbert", "distilbert.transformer.layer")
-    teacher = tiny_distilbert()
+    register_encoder_architecture("gpt2", "transformer.h")
+    teacher = make_tiny_gpt2()
     student = build_student_from_teacher(teacher, layer_ids=[0, 3])
-    assert student.config.n_layers == 2
-    assert_modules_equal(student.distilbert.transformer.layer[1], teacher.distilbert.transformer.layer[3])
+    assert student.config.n_layer == 2
+    assert_modules_equal(student.transformer.h[1], teacher.transformer.h[3])
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,10 @@ for _model_type, _layers_path in {
     "xlm-roberta": "roberta.encoder.layer",
     "camembert": "roberta.encoder.layer",
     "electra": "electra.encoder.layer",
+    "distilbert": "distilbert.transformer.layer",
+    "deberta": "deberta.encoder.layer",
+    "deberta-v2": "deberta.encoder.layer",
+    "modernbert": "model.layers",
 }.items():
     register_encoder_architecture(_model_type, _layers_path)
 
@@ -221,6 +225,41 @@ def _source_key_map(
     return key_map
 
 
+def _layer_tensor_names(layer: nn.Module) -> set[str]:
+    return set(layer.state_dict())
+
+
+def _check_same_layer_structure(
+    student: PreTrainedModel,
+    source: PreTrainedModel,
+    layer_ids: Sequence[int],
+    source_label: str,
+    layers_path: str | None,
+) -> None:
+    """Refuse a copy where student layer j and source layer `layer_ids[j]` hold different tensors.
+
+    Some architectures build a layer by its position: ModernBERT's layer 0 has no `attn_norm` (the embeddings'
+    norm stands in for it), every later layer has one. Moving such a layer to another position would drop a tensor
+    or leave a freshly initialised one in the middle of the copied computation, so the student would silently
+    differ from the teacher's layer.
+    """
+    student_layers = student.base_model.get_submodule(layers_path or _layers_path(student.base_model))
+    source_layers = get_encoder_layers(source)
+    for student_index, source_index in enumerate(layer_ids):
+        wanted = _layer_tensor_names(student_layers[student_index])
+        given = _layer_tensor_names(source_layers[source_index])
+        if wanted != given:
+            only_source = ", ".join(sorted(given - wanted)) or "none"
+            only_student = ", ".join(sorted(wanted - given)) or "none"
+            raise ValueError(
+                f"{source_label.capitalize()} layer {source_index} cannot become student layer {student_index}: "
+                f"{type(student).__name__} builds its layers by position, and the two hold different tensors "
+                f"(only in the {source_label} layer: {only_source}; only in the student layer: {only_student}). "
+                f"Choose `student_layer_ids` that keep such layers at their position (for ModernBERT, whose first "
+                f"layer has no `attn_norm`, start with layer 0), or use `student_layers` (the first k layers)."
+            )
+
+
 def copy_selected_layers(
     student: PreTrainedModel,
     source: PreTrainedModel,
@@ -243,6 +282,7 @@ def copy_selected_layers(
     Raises:
         ValueError: a source tensor's shape differs from the student's, naming both keys and shapes.
     """
+    _check_same_layer_structure(student, source, layer_ids, source_label, layers_path)
     key_map = _source_key_map(student, source, layer_ids, layers_path)
     with torch.no_grad(), gathered_parameters(source):
         student_state, source_state = student.state_dict(), source.state_dict()
@@ -301,6 +341,10 @@ def build_student_from_teacher(
 
     config = copy.deepcopy(teacher.config)  # deep copy keeps label maps, problem_type and `_attn_implementation`
     config.num_hidden_layers = len(ids)
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) == len(get_encoder_layers(teacher)):
+        # Per-layer attention kinds (ModernBERT's global vs sliding-window layers) follow the kept layers.
+        config.layer_types = [layer_types[i] for i in ids]
     config.name_or_path = ""
     student = type(teacher)(config).to(device=teacher.device, dtype=teacher.dtype)
     copy_selected_layers(student, source, ids, source_label=source_label)
