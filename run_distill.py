@@ -21,7 +21,8 @@ Or with a config file: `python run_distill.py examples/pkd_sst2.yaml`. Every `Tr
 Writes the student and its tokenizer, `train_results.json`/`eval_results.json`/`teacher_results.json` and their union
 `all_results.json` (as transformers' run_glue.py does), `distillation_config.json` (the effective settings),
 `summary.md` and the model card, prints the closing table (teacher vs student metric, parameters, size and latency),
-and writes `run_complete.json` last. Under `torchrun` only the main process writes and prints.
+and writes `run_complete.json` last. Under `torchrun` only the main process writes and prints. `--export onnx
+[--quantize dynamic]` also writes `onnx/` (`hf_distill.export`) and `onnx_results.json`, and adds the ONNX rows.
 """
 
 from dataclasses import dataclass, field
@@ -35,11 +36,13 @@ from hf_distill.cli import (
     check_labels_match_task,
     check_output_dir,
     check_same_tokenizer,
+    evaluate_ensemble,
     evaluate_model,
     load_data,
     local_dataset,
     make_collator,
     model_summary_row,
+    onnx_summary_rows,
     parse_arguments,
     report_metrics,
     setup_logging,
@@ -49,6 +52,7 @@ from hf_distill.cli import (
 )
 from hf_distill.data import build_compute_metrics
 from hf_distill.ensemble import TeacherEnsemble
+from hf_distill.export import ExportArguments, check_export_arguments
 from hf_distill.guards import (
     check_max_seq_length,
     check_resume_checkpoint,
@@ -73,6 +77,7 @@ from hf_distill.students.factory import (
     is_cross_tokenizer,
     load_student_tokenizer,
 )
+from hf_distill.teacher_cache import cast_teacher
 
 logger = logging.get_logger("run_distill")
 
@@ -107,7 +112,7 @@ def argument_classes() -> tuple[type, ...]:
     """What the command line or a config file fills: the registered methods' own argument groups (PeaKD's PTP, and
     those of plug-ins once loaded) sit after the student's."""
     return (TeacherArguments, StudentArguments, *method_argument_classes(), StudentPeftArguments, DataArguments,
-            DistillationConfig)
+            ExportArguments, DistillationConfig)
 
 
 # The built-in methods' arguments (tests parse examples/*.yaml with these).
@@ -118,9 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     load_method_plugins()  # methods registered outside the package accept `--method <name>` and their arguments
     classes = argument_classes()
     parsed = dict(zip(classes, parse_arguments(classes, argv), strict=True))
-    teacher_args, student_args, peft_args, data_args, config = (
+    teacher_args, student_args, peft_args, data_args, export_args, config = (
         parsed[cls] for cls in (TeacherArguments, StudentArguments, StudentPeftArguments, DataArguments,
-                                DistillationConfig)
+                                ExportArguments, DistillationConfig)
     )
     method = get_method(config.method)
     method_args = parsed.get(method.arguments)
@@ -129,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     check_output_dir(config.output_dir, data_args.overwrite_output_dir)
     check_resume_checkpoint(config.resume_from_checkpoint)
     check_training_arguments(config)
+    check_export_arguments(export_args, adapter_only=peft_args.student_peft and not peft_args.merge_student_peft)
     set_seed(config.seed)
 
     teacher_paths = teacher_args.teacher_model_name_or_path
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         **(vars(peft_args) if peft_args.student_peft else {}),
         "student_arch": student_args.resolved_arch(config.method),
         **vars(data_args),
+        **(vars(export_args) if export_args.export else {}),
         "task": task.name,
     }
     logger.info("Effective distillation configuration: %s", effective)
@@ -168,10 +175,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         write_json_atomic(f"{config.output_dir}/distillation_config.json", effective)
 
     collator = make_collator(tokenizer, data_args, task, own_tokenizer)
-    teacher_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task)
+    # From here on the teacher runs as it distils (`teacher_dtype`); the student was built from its loaded weights.
+    cast_teacher(teacher, config.teacher_torch_dtype)
+    if len(teachers) > 1:
+        teacher_metrics, member_metrics = evaluate_ensemble(teacher, config, tokenized["validation"], collator, task)
+    else:
+        teacher_metrics, member_metrics = evaluate_model(teacher, config, tokenized["validation"], collator, task), []
     logger.info("Teacher dev %s: %s", task.main_metric, teacher_metrics.get(f"eval_{task.main_metric}"))
-    member_metrics = [evaluate_model(member, config, tokenized["validation"], collator, task)
-                      for member in teachers] if len(teachers) > 1 else []
 
     student = prepare_student(student, teacher, config, method_args, task, tokenized["train"], tokenized["validation"],
                               collator)
@@ -216,13 +226,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                   saved(teacher_paths[0]))]
     rows.append(model_summary_row(f"student ({config.method})", trainer.model, student_metrics, task,
                                   student_tokenizer, config, config.output_dir))
-    table = summary_table(rows)
-    metrics["summary"] = rows
+    export_rows = []
+    if export_args.export and config.should_save:
+        # From the saved student, by the processes that write: before the card and the push, which uploads `onnx/`.
+        export_rows, export_metrics = onnx_summary_rows(
+            trainer.model, export_args, task, student_tokenizer, tokenized["validation"],
+            make_collator(student_tokenizer, data_args, task), config)
+        trainer.save_metrics("onnx", export_metrics)
+        metrics.update(export_metrics)
+    table = summary_table(rows + export_rows)
+    metrics["summary"] = rows + export_rows
     local_data = data_args.train_file or data_args.data_dir or local_dataset(data_args.dataset_name)
     trainer.model_card_details.update(
         teacher=" + ".join(teacher_paths),
         task=task,
         summary_rows=rows,
+        export_rows=export_rows,
         dataset=None if local_data else data_args.dataset_name or task.hub_dataset[0],
         local_data=local_data,
         base_model=teacher_args.teacher_hub_id,

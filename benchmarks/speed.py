@@ -130,9 +130,11 @@ class Setup:
             cache = str(work_dir / f"cache-{method}") if mode == "cached" else None
             if cache:
                 self._build_cache(cache, method)
+            # The float32 teacher the ratios are defined with: on bf16 hardware `auto` would cast the shared teacher
+            # (and the cache it was built as) to bf16 in place.
             trainer = DistillationTrainer(
                 model=student, teacher_model=self.teacher, train_dataset=self.train,
-                args=DistillationConfig(method=method, teacher_cache=cache, **common),
+                args=DistillationConfig(method=method, teacher_cache=cache, teacher_dtype="float32", **common),
             )
         trainer.create_optimizer()
         trainer.current_gradient_accumulation_steps = 1  # set by `train()`, read by `training_step`

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from datasets.utils import logging as datasets_logging
 from transformers import (
@@ -19,14 +20,17 @@ from transformers import (
     PreTrainedModel,
     TrainingArguments,
 )
+from transformers.trainer_utils import EvalPrediction
 from transformers.utils import logging
 
 from .classifier_trainer import ClassifierTrainer
 from .data import TaskSpec, build_compute_metrics, load_task_dataset, tokenize_dataset
 from .data.collation import TwoTokenizerCollator
 from .data.task_spec import TRANSFER_COLUMN
-from .data.tokenization import tokenize_for_student
+from .data.tokenization import MODEL_INPUT_COLUMNS, STUDENT_PREFIX, tokenize_for_student
 from .data.transfer import add_transfer_rows, load_transfer_dataset
+from .ensemble import TeacherEnsemble, task_loss
+from .export import ExportArguments, evaluate_onnx, export_onnx, load_onnx_session, onnx_latency
 from .guards import (
     COMPLETION_MARKER,
     check_config_file_keys,
@@ -349,7 +353,7 @@ def check_labels_match_task(model: PreTrainedModel, task: TaskSpec, argument: st
 
 
 def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset, data_collator, task: TaskSpec):
-    """Dev metrics of a model that is not being trained (the teacher), through a plain `Trainer`."""
+    """Dev metrics of a model that is not being trained (the teacher), through a `ClassifierTrainer`."""
     trainer = ClassifierTrainer(
         model=model,
         args=args,
@@ -360,18 +364,96 @@ def evaluate_model(model: PreTrainedModel, args: TrainingArguments, eval_dataset
     return trainer.evaluate(metric_key_prefix="eval")
 
 
-def model_summary_row(
-    name: str, model: PreTrainedModel, metrics: dict[str, float], task: TaskSpec, tokenizer, args, saved_dir
+def evaluate_ensemble(
+    ensemble: TeacherEnsemble, args: TrainingArguments, eval_dataset, data_collator, task: TaskSpec
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Dev metrics of a `TeacherEnsemble` and of each of its teachers, from one pass: the ensemble's forward runs
+    every teacher and returns their logits (`member_logits`). A teacher's `eval_loss` is its task loss averaged over
+    all rows; it has no timings of its own (the pass is the ensemble's)."""
+    compute_metrics = build_compute_metrics(task)
+    trainer = ClassifierTrainer(model=ensemble, args=args, data_collator=data_collator,
+                                compute_metrics=compute_metrics)
+    output = trainer.predict(eval_dataset, metric_key_prefix="eval")
+    _, member_logits = output.predictions
+    labels = torch.from_numpy(output.label_ids)
+    members = []
+    for logits in member_logits:
+        loss = task_loss(torch.from_numpy(logits), labels, ensemble.config.problem_type)
+        metrics = compute_metrics(EvalPrediction(predictions=logits, label_ids=output.label_ids))
+        members.append({"eval_loss": loss.item(), **{f"eval_{name}": value for name, value in metrics.items()}})
+    return output.metrics, members
+
+
+LATENCY_SEQ_LENGTH = 64  # tokens in each row of the closing table's timed batch
+
+
+def summary_row(
+    name: str, metrics: dict[str, float], task: TaskSpec, args, *, parameters: int, size_mb: float | None,
+    latency_ms: float,
 ) -> dict[str, Any]:
     """One row of the closing table: dev metric, parameters, size on disk and milliseconds per eval batch."""
-    batch = make_latency_batch(tokenizer, args.per_device_eval_batch_size, 64, model.device, pair=task.is_pair)
     return {
         "model": name,
         task.main_metric: metrics.get(f"eval_{task.main_metric}"),
-        "parameters (M)": count_parameters(model) / 1e6,
-        "size on disk (MB)": directory_size_mb(saved_dir) if saved_dir and Path(saved_dir).is_dir() else None,
-        f"latency / batch of {args.per_device_eval_batch_size}×64 (ms)": measure_latency(model, batch),
+        "parameters (M)": parameters / 1e6,
+        "size on disk (MB)": size_mb,
+        f"latency / batch of {args.per_device_eval_batch_size}×{LATENCY_SEQ_LENGTH} (ms)": latency_ms,
     }
+
+
+def latency_batch(tokenizer, task: TaskSpec, args, device) -> dict[str, Any]:
+    """The closing table's timed batch: `per_device_eval_batch_size` rows of `LATENCY_SEQ_LENGTH` real tokens."""
+    return make_latency_batch(tokenizer, args.per_device_eval_batch_size, LATENCY_SEQ_LENGTH, device,
+                              pair=task.is_pair)
+
+
+def model_summary_row(
+    name: str, model: PreTrainedModel, metrics: dict[str, float], task: TaskSpec, tokenizer, args, saved_dir
+) -> dict[str, Any]:
+    """The `summary_row` of a PyTorch model, timed on its device (`summary.measure_latency`); its size is that of
+    the weight files in `saved_dir` (None without one)."""
+    size = directory_size_mb(saved_dir) if saved_dir and Path(saved_dir).is_dir() else None
+    latency = measure_latency(model, latency_batch(tokenizer, task, args, model.device))
+    return summary_row(name, metrics, task, args, parameters=count_parameters(model), size_mb=size, latency_ms=latency)
+
+
+def onnx_summary_rows(
+    student: PreTrainedModel, export_args: ExportArguments, task: TaskSpec, tokenizer, eval_dataset, data_collator,
+    args,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Export the student saved in `args.output_dir` to `<output_dir>/onnx` (`export.export_onnx`: model.onnx, with
+    `--quantize dynamic` also model_quantized.onnx) and return the `summary_row`s "student (ONNX fp32)" (and
+    "student (ONNX int8)"), with the metrics for the result files: `onnx_fp32_eval_*` (`onnx_int8_eval_*`) and the
+    export's checks against PyTorch (`onnx_max_abs_diff_fp32`, ...).
+
+    Each variant is scored on `eval_dataset` (`export.evaluate_onnx`, batches of `per_device_eval_batch_size` padded
+    by `data_collator`, which pads `tokenizer`'s inputs) and timed by onnxruntime on the CPU on the batch the PyTorch
+    rows are timed on (`export.onnx_latency`); its size is the .onnx file's. `student` is the trained model (its
+    parameter count).
+    """
+    result = export_onnx(args.output_dir, quantize=export_args.quantize is not None)
+    # A cross-tokenizer dataset holds the student's own tokenization as `student_*` columns beside the teacher's.
+    student_columns = {STUDENT_PREFIX + name: name for name in MODEL_INPUT_COLUMNS
+                       if STUDENT_PREFIX + name in eval_dataset.column_names}
+    if student_columns:
+        teacher_columns = [name for name in MODEL_INPUT_COLUMNS if name in eval_dataset.column_names]
+        eval_dataset = eval_dataset.remove_columns(teacher_columns).rename_columns(student_columns)
+    batch = latency_batch(tokenizer, task, args, "cpu")
+    compute_metrics = build_compute_metrics(task)
+    variants = [("fp32", result["onnx_path"], result["size_mb_fp32"])]
+    if result["quantized_path"] is not None:
+        variants.append(("int8", result["quantized_path"], result["size_mb_int8"]))
+    checks = ("max_abs_diff_fp32", "max_abs_diff_int8", "argmax_agreement_int8")
+    metrics = {f"onnx_{key}": result[key] for key in checks if result[key] is not None}
+    rows = []
+    for variant, path, size in variants:
+        session = load_onnx_session(path)
+        values = evaluate_onnx(session, eval_dataset, data_collator, compute_metrics,
+                               batch_size=args.per_device_eval_batch_size)
+        metrics.update({f"onnx_{variant}_{key}": value for key, value in values.items()})
+        rows.append(summary_row(f"student (ONNX {variant})", values, task, args, parameters=count_parameters(student),
+                                size_mb=size, latency_ms=onnx_latency(session, batch)))
+    return rows, metrics
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
 from transformers.utils import logging
 
@@ -15,12 +16,12 @@ from .guards import check_fields_apply, check_finite_settings
 from .methods import DEFAULT_METHOD, METHOD_NAMES, field_readers, get_method
 from .methods.pkd import PKDSettings
 from .methods.tinybert import TinyBERTSettings
-from .teacher_cache import check_teacher_cache_settings
+from .teacher_cache import TEACHER_DTYPES, check_teacher_cache_settings, dtype_name, resolve_teacher_dtype
 
 logger = logging.get_logger(__name__)
 
 # Settings of how the teacher runs (cached, its precision), not of what the method computes.
-TEACHER_RUNTIME_FIELDS = ("teacher_cache", "overwrite_teacher_cache", "teacher_autocast_dtype")
+TEACHER_RUNTIME_FIELDS = ("teacher_cache", "overwrite_teacher_cache", "teacher_autocast_dtype", "teacher_dtype")
 
 
 class _RegisteredPresets(Mapping):
@@ -132,8 +133,20 @@ class DistillationConfig(TinyBERTSettings, PKDSettings, _LossSettings, TrainingA
         default=None,
         metadata={
             "help": "Run the teacher (online and while caching) under autocast in this dtype; the student keeps its "
-            "own precision.",
+            "own precision. Its float32 weights are cast at every op; `teacher_dtype` casts them once instead.",
             "choices": ["bfloat16", "float16"],
+        },
+    )
+    teacher_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "The dtype the teacher's weights are held in, cast once, for online distillation, the teacher "
+            "cache and evaluating the teacher: auto = bfloat16 on GPUs with bf16 and on CPUs with AMX or AVX512-BF16, "
+            "float32 elsewhere (and with `teacher_autocast_dtype`); float32 runs the teacher exactly. Resolved at "
+            "startup, logged, and recorded in the settings and the teacher cache. The student keeps its own "
+            "precision and every loss computes in float32. Under DeepSpeed ZeRO-3, DeepSpeed's precision settings "
+            "apply instead.",
+            "choices": list(TEACHER_DTYPES),
         },
     )
 
@@ -171,12 +184,41 @@ class DistillationConfig(TinyBERTSettings, PKDSettings, _LossSettings, TrainingA
     def _validate_teacher_settings(self) -> None:
         check_teacher_cache_settings(self.method, self.teacher_cache, self.teacher_autocast_dtype)
         # What DeepSpeed cannot run: see `hf_distill.distributed` for where the teacher lives under each stage.
-        if self.teacher_cache and self.deepspeed and self.hf_deepspeed_config.is_zero3():
+        zero3 = bool(self.deepspeed) and self.hf_deepspeed_config.is_zero3()
+        if self.teacher_cache and zero3:
             raise ValueError(
                 f"`teacher_cache` is set ({self.teacher_cache!r}), but under ZeRO-3 the teacher is partitioned across "
                 "ranks, while a cache is built by one process from its full weights. Drop `teacher_cache` (the "
                 "teacher then runs online), or use ZeRO stage 1 or 2, which keep a full teacher on every rank."
             )
+        self.teacher_dtype = self._resolve_teacher_dtype(zero3)
+
+    def _resolve_teacher_dtype(self, zero3: bool) -> str:
+        """`teacher_dtype` with `auto` resolved, so the saved settings (and configs copied from these) say what ran."""
+        name = self.teacher_dtype
+        held_in_half = name in ("bfloat16", "float16")
+        if held_in_half and self.teacher_autocast_dtype is not None:
+            raise ValueError(
+                f"`teacher_dtype`={name!r} holds the teacher's weights in that dtype, while `teacher_autocast_dtype`="
+                f"{self.teacher_autocast_dtype!r} casts float32 weights at every op: pass one of them. "
+                f"`--teacher_dtype {name}` alone skips the per-step casts; `teacher_autocast_dtype` runs with "
+                "`teacher_dtype` auto or float32."
+            )
+        if held_in_half and zero3:
+            raise ValueError(
+                f"`teacher_dtype`={name!r}, but under DeepSpeed ZeRO-3 the teacher is partitioned and held in the "
+                "precision of the DeepSpeed config (its `bf16`/`fp16` section). Drop `teacher_dtype` and set the "
+                "precision there."
+            )
+        if name == "auto" and (self.teacher_autocast_dtype is not None or zero3):
+            # Autocast computes in its dtype from float32 weights; ZeRO-3's engine holds them as DeepSpeed says.
+            return "float32"
+        return dtype_name(resolve_teacher_dtype(name, self.device))  # refuses a name not in TEACHER_DTYPES
+
+    @property
+    def teacher_torch_dtype(self) -> torch.dtype:
+        """`teacher_dtype` as a `torch.dtype` (resolved: never `auto`)."""
+        return getattr(torch, self.teacher_dtype)
 
     def method_settings(self) -> dict[str, Any]:
         """The settings that configure this run's method: set (not None), read by this method, and not about how the

@@ -16,6 +16,7 @@ another T.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-__all__ = ["TeacherEnsemble", "ensemble_logits"]
+__all__ = ["TeacherEnsemble", "TeacherEnsembleOutput", "ensemble_logits", "task_loss"]
 
 
 def ensemble_logits(logits: Sequence[torch.Tensor], temperature: float, problem_type: str | None) -> torch.Tensor:
@@ -38,6 +39,14 @@ def ensemble_logits(logits: Sequence[torch.Tensor], temperature: float, problem_
         log_not_p = torch.logsumexp(F.logsigmoid(-stacked / temperature), dim=0) - count
         return temperature * (log_p - log_not_p)
     return temperature * (torch.logsumexp(F.log_softmax(stacked / temperature, dim=-1), dim=0) - count)
+
+
+@dataclass
+class TeacherEnsembleOutput(SequenceClassifierOutput):
+    """The ensemble's `SequenceClassifierOutput` and `member_logits`, each teacher's own logits in teacher order (in
+    its dtype), which `hf_distill.cli.evaluate_ensemble` scores from the ensemble's one pass."""
+
+    member_logits: tuple[torch.FloatTensor, ...] | None = None
 
 
 class TeacherEnsemble(nn.Module):
@@ -92,10 +101,10 @@ class TeacherEnsemble(nn.Module):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         **kwargs,
-    ) -> SequenceClassifierOutput:
-        """The ensemble's logits (and the intermediate teacher's hidden states when asked for); with `labels`, the
-        task loss of those logits as the teachers' heads compute it (for evaluation). The named inputs are the
-        teachers' (Trainer keeps the dataset columns a forward names)."""
+    ) -> TeacherEnsembleOutput:
+        """The ensemble's logits, each teacher's (and the intermediate teacher's hidden states when asked for); with
+        `labels`, the task loss of the ensemble's logits as the teachers' heads compute it (for evaluation). The
+        named inputs are the teachers' (Trainer keeps the dataset columns a forward names)."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids, **kwargs}
         inputs = {name: value for name, value in inputs.items() if value is not None}
         outputs = [
@@ -104,12 +113,15 @@ class TeacherEnsemble(nn.Module):
         ]
         logits = ensemble_logits([output.logits for output in outputs], float(self.temperature),
                                  self.config.problem_type)
-        loss = None if labels is None else _task_loss(logits, labels, self.config.problem_type)
-        return SequenceClassifierOutput(loss=loss, logits=logits,
-                                        hidden_states=outputs[self.intermediate_teacher].hidden_states)
+        loss = None if labels is None else task_loss(logits, labels, self.config.problem_type)
+        return TeacherEnsembleOutput(loss=loss, logits=logits,
+                                     hidden_states=outputs[self.intermediate_teacher].hidden_states,
+                                     member_logits=tuple(output.logits for output in outputs))
 
 
-def _task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """The mean task loss of `logits` as a classifier head computes it: MSE (regression), BCE (multi-label) or CE
+    over the labels that are not -100 (also per token)."""
     if problem_type == "regression" or logits.size(-1) == 1:
         return F.mse_loss(logits.squeeze(-1), labels.float())
     if problem_type == "multi_label_classification":

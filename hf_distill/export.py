@@ -9,7 +9,8 @@ PyTorch.
   `Trainer.evaluate` (the closing table's "student (ONNX fp32)" / "student (ONNX int8)" rows).
 - `onnx_latency(path, batch)`: median milliseconds of one forward pass of `batch`, as `summary.measure_latency` for
   PyTorch.
-- `python -m hf_distill.export <model_dir> [--quantize] [--output_dir DIR]`.
+- `python -m hf_distill.export <model_dir> [--quantize] [--output_dir DIR]`; `run_distill.py --export onnx
+  [--quantize dynamic]` (`ExportArguments`) exports the student it saved and adds the ONNX rows to its closing table.
 
 Every student exports: truncated BERT-family students (any head the Auto classes load), SPS (its second pass swaps
 Query and Key with `torch.func.functional_call`, which the TorchScript tracer refuses, so the export traces an
@@ -33,6 +34,7 @@ import time
 import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +57,10 @@ from .io import atomic_directory
 logger = logging.get_logger(__name__)
 
 __all__ = [
+    "ExportArguments",
     "MissingOnnxExtraError",
     "ONNX_EXTRA_MESSAGE",
+    "check_export_arguments",
     "evaluate_onnx",
     "export_onnx",
     "load_onnx_session",
@@ -96,6 +100,65 @@ def _require_onnxruntime():
         missing = getattr(error, "name", None) or str(error)
         raise MissingOnnxExtraError(f"{ONNX_EXTRA_MESSAGE} (cannot import {missing!r}).") from error
     return onnxruntime
+
+
+# --- run_distill.py's arguments -----------------------------------------------------------------------------------
+
+EXPORT_FORMATS = ("onnx",)
+QUANTIZATION_MODES = ("dynamic",)
+
+
+@dataclass
+class ExportArguments:
+    """`run_distill.py`: export the saved student after training; its rows join the closing table."""
+
+    _argument_group_name = "Export"
+
+    export: str | None = field(
+        default=None,
+        metadata={
+            "help": "`onnx`: after training, write <output_dir>/onnx/model.onnx (checked against PyTorch, with the "
+            "config and tokenizer beside it), score and time it on the dev set (row `student (ONNX fp32)`). Needs the "
+            'onnx extra: pip install -e ".[onnx]".'
+        },
+    )
+    quantize: str | None = field(
+        default=None,
+        metadata={
+            "help": "`dynamic`: with `--export onnx`, also write model_quantized.onnx (dynamic int8 weights, row "
+            "`student (ONNX int8)`)."
+        },
+    )
+
+    def __post_init__(self):
+        if self.export is not None and self.export not in EXPORT_FORMATS:
+            raise ValueError(
+                f"`--export` is {self.export!r}, but the only export format is 'onnx': pass `--export onnx`, or leave "
+                "`--export` unset for no export."
+            )
+        if self.quantize is not None and self.quantize not in QUANTIZATION_MODES:
+            raise ValueError(
+                f"`--quantize` is {self.quantize!r}, but the only quantization is 'dynamic' (int8 weights): pass "
+                "`--quantize dynamic`, or leave `--quantize` unset."
+            )
+        if self.quantize is not None and self.export is None:
+            raise ValueError(
+                "`--quantize dynamic` quantizes the ONNX export, but `--export` is not set: add `--export onnx`, or "
+                "drop `--quantize`."
+            )
+
+
+def check_export_arguments(args: ExportArguments, *, adapter_only: bool) -> None:
+    """Refuse, before training, an export that would fail once the student is saved: the onnx extra is not installed
+    (`MissingOnnxExtraError`), or only a LoRA adapter is saved (`adapter_only`), which has no graph to export."""
+    if args.export is None:
+        return
+    _require_onnxruntime()
+    if adapter_only:
+        raise ValueError(
+            "`--export onnx` exports the saved student, but `--no_merge_student_peft` saves only its LoRA adapter. "
+            "Drop `--no_merge_student_peft` (the merged student exports), or leave `--export` unset."
+        )
 
 
 # --- loading ------------------------------------------------------------------------------------------------------

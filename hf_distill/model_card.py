@@ -163,6 +163,7 @@ def build_model_card(
     args: TrainingArguments,
     task: TaskSpec,
     summary_rows: list[dict[str, Any]],
+    export_rows: list[dict[str, Any]] | None = None,
     dataset: str | None = None,
     local_data: str | None = None,
     base_model: str | None = None,
@@ -181,6 +182,8 @@ def build_model_card(
         summary_rows: the results table: `run_distill.py`'s closing rows, teacher first and student last, each with
             the main metric, `parameters (M)`, size, latency and `speed-up` (as `cli.summary_table` fills them); or
             the student's row alone (a card written from a trainer that never evaluated the teacher).
+        export_rows: rows of the student's exports (`run_distill.py --export onnx`: "student (ONNX fp32)", ...),
+            with the same columns, shown after `summary_rows` in the results table.
         dataset: the Hub dataset id the run loaded, for the `datasets` metadata (e.g. "nyu-mll/glue"); None when
             it read local files, which the Hub's metadata cannot name.
         local_data: the local files or folder the run read instead (`data_dir`, `train_file`), named in the text.
@@ -230,6 +233,12 @@ def build_model_card(
         headline = f"On the {task.validation_split} split the student scores {metric} {student_value}, with " \
             f"{student_size}M parameters."
         results_note = "The teacher was not evaluated in this run (`run_distill.py` adds it, with latencies)."
+    if export_rows:
+        results_note += (
+            " The ONNX rows are this repository's `onnx/model.onnx` (`onnx/model_quantized.onnx`: dynamic int8 "
+            "weights), run with onnxruntime on the CPU, their size that of the .onnx file; `onnx/` holds the config "
+            "and tokenizer too, the layout Optimum's `ORTModelFor…` classes read."
+        )
     return ModelCard.from_template(
         metadata,
         template_path=str(TEMPLATE_PATH),
@@ -240,7 +249,7 @@ def build_model_card(
             + get_method(method).summary
         ),
         headline=headline,
-        results_table=format_markdown_table(summary_rows, list(student_row)),
+        results_table=format_markdown_table(summary_rows + list(export_rows or ()), list(student_row)),
         results_note=results_note,
         architecture=_architecture(facts),
         method_settings=_settings_table(args.method_settings()),

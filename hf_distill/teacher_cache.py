@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
+from .ensemble import TeacherEnsemble
 from .io import atomic_directory
 from .methods import get_method
 
@@ -41,6 +42,9 @@ logger = logging.get_logger(__name__)
 CACHE_ROW_COLUMN = "teacher_cache_row"
 TEACHER_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 AUTOCAST_DTYPES = ("bfloat16", "float16")
+TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# CPU features that run bf16 matmuls natively (AMX, AVX512-BF16); without them oneDNN emulates bf16, slower than fp32.
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 OUTPUTS_FILE = "teacher_outputs.arrow"
 KEY_FILE = "teacher_cache.json"
@@ -63,6 +67,8 @@ class TeacherCacheKey:
     method: str
     teacher_layers: tuple[int, ...]
     teacher_autocast_dtype: str | None
+    # Caches written before the field existed were built by a float32 teacher.
+    teacher_dtype: str = "float32"
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -82,6 +88,7 @@ class TeacherCacheKey:
             "method": "method",
             "teacher_layers": "teacher layers whose [CLS] is stored",
             "teacher_autocast_dtype": "teacher_autocast_dtype",
+            "teacher_dtype": "teacher_dtype (the teacher weights' dtype, which their sha256 covers too)",
             "format_version": "cache format version",
         }
         return [
@@ -123,6 +130,56 @@ def teacher_autocast(dtype: str | None, device: torch.device | str):
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, dtype))
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively: AMX or AVX512-BF16."""
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is not None:
+        capabilities = get_capabilities()
+        return any(capabilities.get(flag, False) for flag in _BF16_CPU_FLAGS)
+    try:  # a torch without `torch.cpu.get_capabilities`: the kernel's list (Linux)
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def has_native_bf16(device: torch.device | str) -> bool:
+    """Whether `device` computes in bf16 natively: a CUDA GPU with bf16, a CPU with AMX or AVX512-BF16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def resolve_teacher_dtype(name: str, device: torch.device | str) -> torch.dtype:
+    """The dtype `teacher_dtype` `name` holds the teacher in on `device`. `auto`: bfloat16 where the device computes
+    in bf16 natively (`has_native_bf16`), float32 elsewhere; the choice is logged."""
+    if name not in TEACHER_DTYPES:
+        raise ValueError(f"`teacher_dtype` must be one of {list(TEACHER_DTYPES)}, got {name!r}.")
+    if name != "auto":
+        return getattr(torch, name)
+    native = has_native_bf16(device)
+    dtype = torch.bfloat16 if native else torch.float32
+    logger.info(
+        "teacher_dtype auto: the teacher runs in %s: this %s %s bf16 natively (detected: CUDA GPUs with bf16, CPUs "
+        "with AMX or AVX512-BF16; emulated bf16 is slower than float32).",
+        dtype_name(dtype), torch.device(device).type, "computes in" if native else "does not compute in",
+    )
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.bfloat16` -> "bfloat16", the spelling of `teacher_dtype`."""
+    return str(dtype).removeprefix("torch.")
+
+
+def cast_teacher(teacher: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Hold the teacher's floating-point weights in `dtype` (in place). A `TeacherEnsemble` casts its teachers only:
+    its temperature buffer stays exact."""
+    for model in teacher.teachers if isinstance(teacher, TeacherEnsemble) else [teacher]:
+        model.to(dtype)
 
 
 def teacher_weights_hash(model: torch.nn.Module) -> str:
@@ -180,7 +237,8 @@ def expected_key(
     teacher_layers: Sequence[int],
     teacher_autocast_dtype: str | None = None,
 ) -> TeacherCacheKey:
-    """The key of a cache of `teacher`'s outputs over `dataset` for `method` and these [CLS] layers."""
+    """The key of a cache of `teacher`'s outputs over `dataset` for `method` and these [CLS] layers, run in the
+    dtype the teacher's weights are held in."""
     fingerprint, longest = dataset_fingerprint(dataset)
     return TeacherCacheKey(
         teacher_hash=teacher_weights_hash(teacher),
@@ -190,6 +248,7 @@ def expected_key(
         method=method,
         teacher_layers=tuple(int(layer) for layer in teacher_layers),
         teacher_autocast_dtype=teacher_autocast_dtype,
+        teacher_dtype=dtype_name(next(teacher.parameters()).dtype),
     )
 
 
@@ -411,7 +470,8 @@ def load_or_build_teacher_cache(
 
     Args:
         path: the cache folder (`teacher_cache`).
-        teacher: the fine-tuned teacher, on the device the outputs are computed on.
+        teacher: the fine-tuned teacher, on the device and in the dtype the outputs are computed in (the key
+            records the dtype).
         dataset: the tokenized training set (`input_ids`, and `attention_mask`/`token_type_ids` if present).
         method: the distillation method (keys the cache); one that is not `cacheable` cannot use one.
         teacher_layers: teacher hidden states (1-based, 0 = embeddings) whose [CLS] vector to store, in the order

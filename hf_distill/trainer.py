@@ -1,5 +1,6 @@
 """`DistillationTrainer`: a `Trainer` whose loss distils a frozen teacher into the trained model (the student)."""
 
+import inspect
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.modeling_utils import unwrap_model
 from transformers.utils import logging
@@ -28,8 +29,15 @@ from .ensemble import TeacherEnsemble
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
 from .model_card import build_model_card, hub_model_id
 from .peft_utils import classifier_auto_class, is_token_classifier, load_teacher, merge_peft_model
+from .sorted_eval import LengthSortedEvaluation
 from .summary import count_parameters
-from .teacher_cache import CACHE_ROW_COLUMN, TeacherCache, load_or_build_teacher_cache, teacher_autocast
+from .teacher_cache import (
+    CACHE_ROW_COLUMN,
+    TeacherCache,
+    cast_teacher,
+    load_or_build_teacher_cache,
+    teacher_autocast,
+)
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -72,7 +80,7 @@ class _ClearGradients(TrainerCallback):
             parameter.grad = None
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(LengthSortedEvaluation):
     """`Trainer` for a student model distilled from `teacher_model`.
 
     Use it like `Trainer`, with a `DistillationConfig` as `args` and the teacher as an extra argument:
@@ -84,9 +92,10 @@ class DistillationTrainer(Trainer):
     ```
 
     The teacher (a model, a `PeftModel`, or a path/Hub id of either, LoRA adapters included) is merged if it is an
-    adapter and runs in eval mode without gradients on the student's device; it is never trained, never wrapped for
-    distributed training and never part of a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`,
-    `loss_pkd`, …, with `eval_` variants).
+    adapter and runs in eval mode without gradients on the student's device, held in `args.teacher_dtype` (cast
+    once here; its logits reach the losses in float32); it is never trained, never wrapped for distributed training
+    and never part of a checkpoint. Each loss term is logged separately (`loss_ce`, `loss_kd`, `loss_pkd`, …, with
+    `eval_` variants). Evaluation and prediction run length-sorted (`hf_distill.sorted_eval`).
     """
 
     def __init__(
@@ -170,6 +179,8 @@ class DistillationTrainer(Trainer):
         plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         deepspeed_config = plugin.deepspeed_config if plugin is not None else None
         teacher, self._teacher_engine = prepare_teacher(teacher, self.args.device, deepspeed_config)
+        if self._teacher_engine is None:  # a ZeRO-3 engine holds the teacher in DeepSpeed's precision
+            cast_teacher(teacher, self.args.teacher_torch_dtype)
         return teacher
 
     def _prepare_teacher_cache(self) -> TeacherCache:
@@ -200,7 +211,9 @@ class DistillationTrainer(Trainer):
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         student_inputs = [STUDENT_PREFIX + name for name in MODEL_INPUT_COLUMNS]
-        for column in (*_NON_MODEL_COLUMNS, *student_inputs):
+        # Trainer keeps the columns the student's forward names; the teacher may read more: a BERT teacher needs
+        # the `token_type_ids` of sentence pairs that a DistilBERT or ModernBERT student does not take.
+        for column in (*_NON_MODEL_COLUMNS, *student_inputs, *named_model_inputs(self.teacher)):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -296,11 +309,12 @@ class DistillationTrainer(Trainer):
         then the method's loss terms, each divided by the rows (or labelled rows) of the accumulated batch."""
         method = self.distillation_method
         labels = self.hard_labels(inputs)
-        teacher_inputs = {k: v for k, v in inputs.items()
-                          if k not in _NON_MODEL_COLUMNS and not k.startswith(STUDENT_PREFIX)}
+        shared_inputs = {k: v for k, v in inputs.items()
+                         if k not in _NON_MODEL_COLUMNS and not k.startswith(STUDENT_PREFIX)}
+        teacher_inputs = only_named_inputs(self.teacher, shared_inputs)
         # A cross-tokenizer batch holds the student's own tokenization of the same rows (`student_input_ids`, ...).
         model_inputs = {k[len(STUDENT_PREFIX):]: v for k, v in inputs.items() if k.startswith(STUDENT_PREFIX)}
-        model_inputs = model_inputs or teacher_inputs
+        model_inputs = only_named_inputs(model, model_inputs or shared_inputs)
         with method.capture(self.intermediate_teacher) as teacher_captures:
             teacher_outputs = self._teacher_outputs(inputs, teacher_inputs, method.needs_hidden_states)
         with method.capture(model) as student_captures:
@@ -365,7 +379,11 @@ class DistillationTrainer(Trainer):
         if self.teacher_cache is not None and CACHE_ROW_COLUMN in inputs:
             return self.teacher_cache.lookup(inputs[CACHE_ROW_COLUMN])
         with torch.no_grad(), teacher_autocast(self.args.teacher_autocast_dtype, self.args.device):
-            return self.teacher(**model_inputs, output_hidden_states=output_hidden_states)
+            outputs = self.teacher(**model_inputs, output_hidden_states=output_hidden_states)
+        # A bf16/fp16 teacher's logits in float32, as the cache holds them; hidden states and attention maps stay in
+        # its dtype (PKD reads only [CLS]) and every loss upcasts its inputs (`hf_distill.losses` computes in fp32).
+        outputs.logits = outputs.logits.float()
+        return outputs
 
     # -- logging -------------------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -451,6 +469,23 @@ class DistillationTrainer(Trainer):
             **{name[len("eval_"):]: value for name, value in self._latest_eval_metrics().items()},
             "parameters (M)": count_parameters(self.model) / 1e6,
         }
+
+
+def named_model_inputs(model: nn.Module) -> tuple[str, ...]:
+    """The tokenizer outputs (`input_ids`, `attention_mask`, `token_type_ids`) that `model.forward` names (a PEFT
+    wrapper's: its base model's). DistilBERT and ModernBERT take no `token_type_ids`: their forward passes
+    swallow unknown keywords, so handing them segment ids would be silently ignored rather than refused."""
+    model = unwrap_model(model)
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    parameters = inspect.signature(model.forward).parameters
+    return tuple(name for name in MODEL_INPUT_COLUMNS if name in parameters)
+
+
+def only_named_inputs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`inputs` without the tokenizer outputs `model.forward` does not name (see `named_model_inputs`)."""
+    named = named_model_inputs(model)
+    return {k: v for k, v in inputs.items() if k not in MODEL_INPUT_COLUMNS or k in named}
 
 
 def _check_compatible(teacher: PreTrainedModel, student: nn.Module, cross_tokenizer: bool = False) -> None:

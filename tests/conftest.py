@@ -79,6 +79,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def float32_teacher_by_default(monkeypatch):
+    """`teacher_dtype` auto resolves to float32 on any machine, as on one without bf16 hardware: tests compare teacher
+    outputs and losses at float32 precision. Tests of bf16 pass `teacher_dtype="bfloat16"` or patch the probe."""
+    from hf_distill import teacher_cache
+
+    monkeypatch.setattr(teacher_cache, "has_native_bf16", lambda device: False)
+
+
 @pytest.fixture
 def tiny_tokenizer():
     return make_tiny_tokenizer()

@@ -3,6 +3,7 @@ KD term against a hand computation with each model on its own ids, methods that 
 run_distill.py end to end."""
 
 import json
+import math
 import sys
 
 import pytest
@@ -33,9 +34,10 @@ def cross_data(tiny_sst2_dir):
     return raw, task, tokenize_for_student(tokenized, raw, student_tokenizer, task, 32), student_tokenizer
 
 
-def cross_trainer(tmp_path, tiny_sst2_dir, **config):
+def cross_trainer(tmp_path, tiny_sst2_dir, student_width=32, **config):
     raw, task, data, student_tokenizer = cross_data(tiny_sst2_dir)
-    student = make_tiny_bert(seed=1, num_hidden_layers=2, vocab_size=len(student_tokenizer), **NO_DROPOUT)
+    student = make_tiny_bert(seed=1, num_hidden_layers=2, vocab_size=len(student_tokenizer), hidden_size=student_width,
+                             **NO_DROPOUT)
     args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True,
                               per_device_train_batch_size=3, **config)
     trainer = DistillationTrainer(
@@ -121,3 +123,15 @@ def test_run_distill_into_a_student_with_its_own_tokenizer(tmp_path, tiny_teache
                           "--task_name", "sst2", "--data_dir", str(tiny_sst2_dir), "--student_tokenizer",
                           str(tokenizer_dir), "--student_layers", "1", "--output_dir", str(tmp_path / "plain"),
                           *SCRIPT_FLAGS])
+
+
+def test_pkd_across_tokenizers_and_widths_reads_each_side_and_trains_its_projection(tmp_path, tiny_sst2_dir):
+    trainer, _, _ = cross_trainer(tmp_path, tiny_sst2_dir, student_width=48, method="pkd", max_steps=3,
+                                  learning_rate=1e-3, save_strategy="no")
+    projection = trainer.distillation_method.projection.maps["shared"]
+    assert projection.weight.shape == (32, 48)
+    before = projection.weight.detach().clone()
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    assert "loss_pkd" in trainer.state.log_history[0]
+    assert not torch.equal(projection.weight, before)

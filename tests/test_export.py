@@ -1,14 +1,17 @@
 """ONNX export of every student type (truncated BERT, SPS, BiLSTM; sequence and token classification): onnxruntime
 logits equal PyTorch's on padded batches, the int8 file is smaller, the folder is what Optimum reads, evaluation and
-latency through onnxruntime, the missing-extra error and the command line."""
+latency through onnxruntime, the missing-extra error and the command line; `run_distill.py --export onnx
+--quantize dynamic` end to end (files, closing-table rows, result files, model card, what the push uploads) and its
+argument checks."""
 
 import json
+import math
 import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_bert, make_tiny_bert_config, make_tiny_dataset, make_tiny_tokenizer
+from conftest import REPO_ROOT, make_tiny_bert, make_tiny_bert_config, make_tiny_dataset, make_tiny_tokenizer
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -22,10 +25,17 @@ from transformers import (
 
 pytest.importorskip("onnxruntime")
 
-from hf_distill import export  # noqa: E402
+from test_bad_input import distill_argv, refused  # noqa: E402
+from test_cross_tokenizer import make_student_tokenizer  # noqa: E402
+from test_model_card import FakeHub  # noqa: E402
+from test_token_classification import CONLL_SNIPPET  # noqa: E402
+
+from hf_distill import cli, export  # noqa: E402
 from hf_distill.data import CONLL2003_TASK, build_compute_metrics, get_task  # noqa: E402
 from hf_distill.export import (  # noqa: E402
+    ExportArguments,
     MissingOnnxExtraError,
+    check_export_arguments,
     evaluate_onnx,
     export_onnx,
     load_onnx_session,
@@ -34,6 +44,9 @@ from hf_distill.export import (  # noqa: E402
 )
 from hf_distill.students import build_bilstm_student, build_sps_student, build_student_from_teacher  # noqa: E402
 from hf_distill.summary import make_latency_batch  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT))
+import run_distill  # noqa: E402
 
 # Hidden size 64 (not conftest's 32): at 32 the graph's node names outweigh the weights, so int8 could not be smaller.
 WIDTH = dict(hidden_size=64, intermediate_size=64)
@@ -269,3 +282,117 @@ def test_torch_export_fallback(tmp_path, monkeypatch):
     result = export_onnx(model_dir)
     assert result["exporter"] == "dynamo"
     assert result["max_abs_diff_fp32"] <= 1e-4
+
+
+# -- run_distill.py --export onnx ------------------------------------------------------------------------------------
+
+# Each run: the student it builds (truncated BERT, SPS, BiLSTM, a student with its own tokenizer, a truncated tagger).
+EXPORTED_RUNS = {
+    "kd": ["--method", "kd", "--student_layers", "1"],
+    "peakd": ["--method", "peakd", "--student_layers", "1", "--ptp", "false"],
+    "bilstm": ["--method", "bilstm", "--bilstm_hidden_size", "8", "--bilstm_fc_hidden_size", "8"],
+    "cross_tokenizer": ["--method", "kd", "--student_tokenizer", "{tmp}/student_tokenizer", "--student_config",
+                        '{{"num_hidden_layers": 1}}'],
+    "token": ["--method", "kd", "--student_layers", "1"],
+}
+
+
+@pytest.mark.parametrize("run", list(EXPORTED_RUNS))
+def test_run_distill_exports_onnx_adds_its_rows_and_pushes_them(run, tmp_path, monkeypatch, tiny_teacher_dir,
+                                                               tiny_sst2_dir):
+    import transformers
+
+    hub = FakeHub()
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: hub)
+    evaluated = []  # the datasets the ONNX models are scored on
+
+    def recording_evaluate_onnx(session, dataset, *args, **kwargs):
+        evaluated.append(dataset)
+        return evaluate_onnx(session, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "evaluate_onnx", recording_evaluate_onnx)
+    make_student_tokenizer().save_pretrained(tmp_path / "student_tokenizer")
+    if run == "token":
+        teacher_dir, data = tmp_path / "tagger", tmp_path / "conll2003"
+        make_tagger_teacher().save_pretrained(teacher_dir)
+        make_tiny_tokenizer().save_pretrained(teacher_dir)
+        data.mkdir()
+        for name in ("train.txt", "valid.txt"):
+            (data / name).write_text(CONLL_SNIPPET, encoding="utf-8")
+        task = ["--task_name", "conll2003", "--data_dir", str(data)]
+    else:
+        teacher_dir, task = tiny_teacher_dir, ["--task_name", "sst2", "--data_dir", str(tiny_sst2_dir)]
+    out = tmp_path / "student"
+    metrics = run_distill.main([
+        *[arg.format(tmp=tmp_path) for arg in EXPORTED_RUNS[run]], "--teacher_model_name_or_path", str(teacher_dir),
+        *task, "--max_steps", "2", "--max_seq_length", "32", "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "4", "--output_dir", str(out), "--report_to", "none", "--save_strategy", "no",
+        "--disable_tqdm", "true", "--use_cpu", "true", "--push_to_hub", "--hub_model_id", "me/tiny",
+        "--export", "onnx", "--quantize", "dynamic",
+    ])
+    metric = "f1" if run == "token" else "accuracy"
+
+    folder = out / "onnx"
+    assert {"model.onnx", "model_quantized.onnx", "config.json", "tokenizer_config.json"} <= {
+        path.name for path in folder.iterdir()}
+    rows = metrics["summary"]
+    assert [row["model"] for row in rows] == ["teacher", f"student ({EXPORTED_RUNS[run][1]})", "student (ONNX fp32)",
+                                              "student (ONNX int8)"]
+    student, fp32, int8 = rows[1:]
+    latency = next(key for key in student if key.startswith("latency"))
+    for row, file in ((fp32, "model.onnx"), (int8, "model_quantized.onnx")):
+        assert list(row) == list(student)  # the same columns
+        assert math.isfinite(row[metric]) and 0 < row[latency] < math.inf and row["speed-up"] > 0
+        assert row["size on disk (MB)"] == pytest.approx((folder / file).stat().st_size / 2**20)
+        assert row["parameters (M)"] == student["parameters (M)"]
+    # The fp32 graph's logits equal PyTorch's (to 1e-4), so it scores the student's metric on the student's inputs
+    # (its own tokenizer's, in a cross-tokenizer run).
+    assert fp32[metric] == pytest.approx(student[metric], abs=1e-12)
+    tokenizer = make_student_tokenizer() if run == "cross_tokenizer" else make_tiny_tokenizer()
+    first = (tokenizer(["the", "market", "rose"], is_split_into_words=True) if run == "token"
+             else tokenizer("the movie was great fun"))
+    assert len(evaluated) == 2 and all(data[0]["input_ids"] == first["input_ids"] for data in evaluated)
+
+    summary = (out / "summary.md").read_text()
+    assert "| student (ONNX fp32) |" in summary and "| student (ONNX int8) |" in summary
+    results = json.loads((out / "all_results.json").read_text())
+    for key in (f"onnx_fp32_eval_{metric}", f"onnx_int8_eval_{metric}", "onnx_max_abs_diff_fp32"):
+        assert key in results and key in json.loads((out / "onnx_results.json").read_text()) and key in metrics
+    assert results[f"onnx_fp32_eval_{metric}"] == fp32[metric]
+
+    # The card's table shows the ONNX rows; its headline and metadata still describe the PyTorch student.
+    card = (out / "README.md").read_text()
+    assert f"| student (ONNX int8) | {int8[metric]:.4g} |" in card and "onnx/model_quantized.onnx" in card
+    assert f"{student['speed-up']:.4g}× in batch latency" in card
+    # The push uploads output_dir with the export in it (Trainer ignores only `_*` and `checkpoint-*`).
+    uploaded = hub.uploads[-1]["files"]
+    assert {"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/config.json", "onnx_results.json"} <= uploaded
+    assert hub.uploads[-1]["readme"] == card
+
+
+BAD_EXPORT_ARGUMENTS = {
+    "format": (["--export", "tflite"], r"`--export` is 'tflite', but the only export format is 'onnx': pass "
+                                       r"`--export onnx`"),
+    "quantization": (["--export", "onnx", "--quantize", "static"], r"`--quantize` is 'static', but the only "
+                                                                   r"quantization is 'dynamic'"),
+    "quantize_alone": (["--quantize", "dynamic"], r"`--quantize dynamic` quantizes the ONNX export, but `--export` "
+                                                  r"is not set: add `--export onnx`"),
+    "adapter_only": (["--export", "onnx", "--student_peft", "--no_merge_student_peft"],
+                     r"`--export onnx` exports the saved student, but `--no_merge_student_peft` saves only"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EXPORT_ARGUMENTS))
+def test_run_distill_export_arguments_are_checked_at_startup(case, tmp_path, tiny_teacher_dir, tiny_sst2_dir):
+    extra, match = BAD_EXPORT_ARGUMENTS[case]
+    refused(run_distill.main, distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, *extra), match)
+
+
+def test_run_distill_export_without_the_extra_is_refused_at_startup(tmp_path, monkeypatch, tiny_teacher_dir,
+                                                                    tiny_sst2_dir):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    argv = distill_argv(tmp_path, tiny_teacher_dir, tiny_sst2_dir, "--export", "onnx")
+    with pytest.raises(MissingOnnxExtraError, match=r'needs the onnx extra: pip install -e "\.\[onnx\]"'):
+        run_distill.main(argv)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    check_export_arguments(ExportArguments(), adapter_only=False)  # without `--export` the extra is not needed

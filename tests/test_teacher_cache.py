@@ -15,6 +15,7 @@ from hf_distill.teacher_cache import (
     KEY_FILE,
     OUTPUTS_FILE,
     TeacherCache,
+    TeacherCacheKey,
     check_teacher_cache_settings,
     load_or_build_teacher_cache,
     teacher_forward,
@@ -230,3 +231,17 @@ def test_teacher_autocast_runs_the_online_teacher_in_bfloat16(tmp_path):
         with torch.no_grad():
             losses.append(trainer.compute_loss(trainer.model, batch).item())
     assert losses[1] == pytest.approx(losses[0], rel=2e-2) and losses[1] != losses[0]
+
+
+def test_the_cache_records_the_teacher_dtype_and_refuses_another(tmp_path):
+    data = augmented_dataset()
+    path = tmp_path / "cache"
+    built = make_trainer(tmp_path / "bf16", data, teacher_cache=str(path), teacher_dtype="bfloat16").teacher_cache
+    assert built.key.teacher_dtype == json.loads((path / KEY_FILE).read_text())["teacher_dtype"] == "bfloat16"
+    with pytest.raises(ValueError, match=r"`teacher_cache`(.|\n)*teacher_dtype \(.*\): cache has 'bfloat16', this run "
+                                         r"needs 'float32'(.|\n)*--overwrite_teacher_cache"):
+        make_trainer(tmp_path / "fp32", data, teacher_cache=str(path), teacher_dtype="float32")
+    # A cache written before the key had the field was built by a float32 teacher.
+    payload = json.loads((path / KEY_FILE).read_text())
+    del payload["teacher_dtype"]
+    assert TeacherCacheKey.from_json(payload).teacher_dtype == "float32"

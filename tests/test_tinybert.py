@@ -8,9 +8,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from hf_distill import DistillationConfig, DistillationTrainer, load_task_dataset, losses, tokenize_dataset
 from hf_distill.methods import LossInputs
+from hf_distill.methods.projections import WidthProjections
 from hf_distill.methods.tinybert import (
     PROJECTIONS_FILE,
-    TinyBertProjections,
     capture_attention,
     stage_settings,
     tinybert_layer_map,
@@ -114,7 +114,7 @@ def test_capture_records_only_its_own_model():
 
 @pytest.mark.parametrize("shared, expected_maps", [(True, 1), (False, 3)])
 def test_projection_shared_or_per_layer(shared, expected_maps):
-    projections = TinyBertProjections(16, 32, [0, 1, 2], shared=shared)
+    projections = WidthProjections(16, 32, [0, 1, 2], shared=shared)
     assert len(projections.maps) == expected_maps
     hidden = torch.randn(2, 5, 16)
     out0, out2 = projections(hidden, 0), projections(hidden, 2)

@@ -1,9 +1,11 @@
+import datasets
 import pytest
 import torch
 from conftest import NO_DROPOUT, make_tiny_bert, make_tiny_dataset, make_tiny_tokenizer
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.methods import LossInputs
 
 
 def make_trainer(tmp_path, method="kd", teacher=None, student=None, train_rows=64, **config_kwargs):
@@ -169,3 +171,65 @@ def test_bf16_mixed_precision_trains_with_finite_terms_and_an_fp32_teacher(tmp_p
     assert all(torch.isfinite(torch.tensor([log["loss"], log["loss_pkd"], log["loss_kd"]])).all() for log in logs)
     assert logs[-1]["loss"] < logs[0]["loss"]
     assert all(p.dtype == torch.float32 for p in trainer.teacher.parameters())
+
+
+def test_a_student_without_segment_ids_keeps_the_teachers(tmp_path):
+    """Trainer prunes the columns the student's forward does not name: a DistilBERT student would lose the
+    `token_type_ids` of sentence pairs, and the BERT teacher would then read every pair as one segment."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    tokenizer = make_tiny_tokenizer()
+    pairs = tokenizer(["the movie was good", "a bad plot"] * 8, ["he loved it", "she said no"] * 8)
+    data = datasets.Dataset.from_dict({**pairs, "labels": [1, 0] * 8})
+    assert any(1 in row for row in data["token_type_ids"])
+    torch.manual_seed(1)
+    student = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64))
+    teacher = make_tiny_bert(seed=0, **NO_DROPOUT)
+    seen = {"teacher": [], "student": []}
+    teacher.register_forward_pre_hook(lambda m, a, kw: seen["teacher"].append(kw.get("token_type_ids")),
+                                      with_kwargs=True)
+    student.register_forward_pre_hook(lambda m, a, kw: seen["student"].append(set(kw)), with_kwargs=True)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
+        args=DistillationConfig(output_dir=str(tmp_path), method="kd", max_steps=2, per_device_train_batch_size=8,
+                                report_to=[], use_cpu=True, save_strategy="no"),
+    )
+    trainer.train()
+
+    assert len(seen["teacher"]) == 2 and all(ids is not None and ids.eq(1).any() for ids in seen["teacher"])
+    assert all("token_type_ids" not in names for names in seen["student"])
+
+
+def test_pkd_maps_a_student_of_another_width_through_a_trained_projection(tmp_path):
+    from safetensors.torch import load_file
+
+    from hf_distill import losses
+    from hf_distill.methods.pkd import PROJECTION_FILE
+
+    student = make_tiny_bert(seed=1, num_hidden_layers=2, hidden_size=64, intermediate_size=64, **NO_DROPOUT)
+    trainer = make_trainer(tmp_path, method="pkd", student=student, save_strategy="steps", save_steps=4)
+    method = trainer.distillation_method
+    projection = method.projection.maps["shared"]
+    assert projection.weight.shape == (32, 64)
+    batch = DataCollatorWithPadding(make_tiny_tokenizer())([trainer.train_dataset[i] for i in range(4)])
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        student_states = student(**inputs, output_hidden_states=True).hidden_states
+        teacher_states = trainer.teacher(**inputs, output_hidden_states=True).hidden_states
+        projected = torch.stack([student_states[s][:, 0] @ projection.weight.T + projection.bias
+                                 for s, _ in method.layer_map], dim=1)
+        teacher_cls = torch.stack([teacher_states[t][:, 0] for _, t in method.layer_map], dim=1)
+        expected = losses.patient_loss(projected, teacher_cls, True, reduction="sum")
+        _, got = method.loss_terms(LossInputs(
+            student(**inputs, output_hidden_states=True), trainer.teacher(**inputs, output_hidden_states=True),
+            batch["labels"], batch["attention_mask"], None, None))["loss_pkd"]
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    before = projection.weight.detach().clone()
+    trainer.train()
+
+    assert not torch.equal(projection.weight, before)  # in the optimizer, with the student
+    saved = load_file(tmp_path / "out" / "checkpoint-4" / PROJECTION_FILE)
+    assert torch.equal(saved["maps.shared.weight"], projection.weight.detach())
+    assert not any("maps." in key for key in student.state_dict())  # never part of the student

@@ -12,9 +12,12 @@ from transformers.utils import logging
 from .. import losses
 from ..layer_mapping import LayerMap, num_executed_layers, parse_layer_list, pkd_layer_map
 from .base import DistillationMethod, LossInputs, LossTerms
+from .projections import WidthProjections, load_projections, save_projections
 from .registry import register_method
 
 logger = logging.get_logger(__name__)
+
+PROJECTION_FILE = "pkd_projection.safetensors"
 
 
 @dataclass
@@ -53,20 +56,14 @@ PATIENT_FIELDS = ("temperature", "beta", *(spec.name for spec in dataclass_field
 
 
 def check_patient_student(teacher: PreTrainedModel, student: nn.Module, method: str) -> None:
-    """The patient loss compares teacher and student [CLS] vectors layer by layer, without a projection: the
-    student must be a transformer of the teacher's width with at least one intermediate layer."""
+    """The patient loss compares teacher and student [CLS] vectors layer by layer: the student must be a
+    transformer with at least one intermediate layer (of another width, through `PKD.projection`)."""
     config = getattr(student, "config", None)
     layers = getattr(config, "num_executed_layers", None) or getattr(config, "num_hidden_layers", None)
     if layers is None:
         raise ValueError(
             f"`method`={method!r} matches intermediate [CLS] states, but the student is a {type(student).__name__}, "
             "which has no transformer layers. Use `method='kd'` (or the BiLSTM's own method) for this student."
-        )
-    width, teacher_width = config.hidden_size, teacher.config.hidden_size
-    if width != teacher_width:
-        raise ValueError(
-            f"`method`={method!r} compares [CLS] vectors directly, but the student's hidden_size is {width} and the "
-            f"teacher's {teacher_width}. Build the student at hidden_size={teacher_width}, or use `method='kd'`."
         )
     if layers < 2:
         raise ValueError(
@@ -94,6 +91,19 @@ class PKD(DistillationMethod):
             teacher_layers=parse_layer_list(args.pkd_layer_map, "pkd_layer_map"),
         )
         logger.info("PKD layer map (student layer -> teacher layer): %s", self.layer_map)
+        # The paper's students have the teacher's width. Another width (a student of its own config, often with its
+        # own tokenizer) maps each student [CLS] state through one learned W_p (d_S -> d_T) before normalising,
+        # trained with the student like TinyBERT's W_h and never saved in it.
+        self.projection: WidthProjections | None = None
+        student_width, teacher_width = student.config.hidden_size, teacher.config.hidden_size
+        if student_width != teacher_width:
+            self.projection = WidthProjections(
+                student_width, teacher_width, [], shared=True,
+                initializer_range=getattr(student.config, "initializer_range", 0.02),
+            ).to(args.device)
+            logger.info("PKD: student width %d, teacher width %d: [CLS] states go through a learned projection "
+                        "(saved in checkpoints as %s, not in the student).", student_width, teacher_width,
+                        PROJECTION_FILE)
 
     def cached_teacher_layers(self) -> list[int]:
         return [teacher_layer for _, teacher_layer in self.layer_map]
@@ -103,6 +113,19 @@ class PKD(DistillationMethod):
         student_states, teacher_states = inputs.student_outputs.hidden_states, inputs.teacher_outputs.hidden_states
         student_cls = torch.stack([student_states[s][:, 0] for s, _ in self.layer_map], dim=1)
         teacher_cls = torch.stack([teacher_states[t][:, 0] for _, t in self.layer_map], dim=1)
+        if self.projection is not None:
+            student_cls = self.projection(student_cls, 0)
         normalize = self.args.normalize_patience
         terms["loss_pkd"] = (self.args.beta, losses.patient_loss(student_cls, teacher_cls, normalize, reduction="sum"))
         return terms
+
+    # -- W_p (another student width only): trained with the student, saved in checkpoints, never in the student --
+    def extra_module(self) -> nn.Module | None:
+        return self.projection
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        save_projections(self.projection, checkpoint_dir, PROJECTION_FILE)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        load_projections(self.projection, checkpoint_dir, PROJECTION_FILE, self.args.device,
+                         "a PKD run whose student has another width than the teacher")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AttentionInterface, PreTrainedModel, TrainingArguments
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
@@ -36,6 +35,7 @@ from ..layer_mapping import (
     validate_layer_map,
 )
 from .base import DistillationMethod, LossInputs, LossTerms
+from .projections import WidthProjections, load_projections, save_projections
 from .registry import register_method
 
 if TYPE_CHECKING:
@@ -215,42 +215,6 @@ def capture_attention(model: nn.Module, target: str = "scores") -> Iterator[list
 # -- projections ---------------------------------------------------------------------------------------------------
 
 
-class TinyBertProjections(nn.Module):
-    """`W_h`: linear maps from the student width `d_S` to the teacher width `d_T`, applied to student hidden states.
-
-    `shared=True` (TinyBERT v1's reference) uses one map for the embeddings and every layer; `False` one per student
-    layer in `student_layers`. Initialised like BERT's linear layers (normal, std `initializer_range`, zero bias).
-    They train with the student and are dropped afterwards: they are never part of the saved student.
-    """
-
-    def __init__(
-        self,
-        student_width: int,
-        teacher_width: int,
-        student_layers: list[int],
-        shared: bool = True,
-        initializer_range: float = 0.02,
-    ):
-        super().__init__()
-        self.shared = shared
-        names = ["shared"] if shared else [str(layer) for layer in student_layers]
-        self.maps = nn.ModuleDict({name: nn.Linear(student_width, teacher_width) for name in names})
-        for linear in self.maps.values():
-            nn.init.normal_(linear.weight, std=initializer_range)
-            nn.init.zeros_(linear.bias)
-
-    def forward(self, hidden_states: torch.Tensor, student_layer: int) -> torch.Tensor:
-        """`(B, L, d_S)` hidden states of `student_layer` (0 = embeddings) → `(B, L, d_T)`."""
-        return self.maps["shared" if self.shared else str(student_layer)](hidden_states)
-
-
-def _average_gradient_across_processes(grad: torch.Tensor) -> torch.Tensor:
-    # DDP only averages the gradients of the model it wraps; the projections live beside the student.
-    grad = grad.clone()
-    torch.distributed.all_reduce(grad)
-    return grad / torch.distributed.get_world_size()
-
-
 # -- layer map and checks ------------------------------------------------------------------------------------------
 
 
@@ -334,7 +298,7 @@ class TinyBERT(DistillationMethod):
             )
         self.stage = args.tinybert_stage
         self.layer_map: LayerMap = []
-        self.projections: TinyBertProjections | None = None
+        self.projections: WidthProjections | None = None
         if self.stage == 2:
             return
         if args.gradient_checkpointing or getattr(student, "is_gradient_checkpointing", False):
@@ -350,16 +314,13 @@ class TinyBERT(DistillationMethod):
         logger.info("TinyBERT layer map (student layer -> teacher layer, 0 = embeddings): %s", self.layer_map)
         student_width, teacher_width = student.config.hidden_size, teacher.config.hidden_size
         if resolve_use_projection(args.tinybert_use_projection, student_width, teacher_width):
-            self.projections = TinyBertProjections(
+            self.projections = WidthProjections(
                 student_width,
                 teacher_width,
                 [student_layer for student_layer, _ in self.layer_map],
                 shared=args.tinybert_share_projection,
                 initializer_range=getattr(student.config, "initializer_range", 0.02),
             ).to(args.device)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                for parameter in self.projections.parameters():
-                    parameter.register_hook(_average_gradient_across_processes)
 
     # -- configuration ----------------------------------------------------------------------------------------
     @classmethod
@@ -464,19 +425,11 @@ class TinyBERT(DistillationMethod):
         return self.projections
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        if self.projections is not None:
-            save_file(self.projections.state_dict(), str(Path(checkpoint_dir) / PROJECTIONS_FILE))
+        save_projections(self.projections, checkpoint_dir, PROJECTIONS_FILE)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        if self.projections is None:
-            return
-        path = Path(checkpoint_dir) / PROJECTIONS_FILE
-        if not path.is_file():
-            raise ValueError(
-                f"`resume_from_checkpoint` {checkpoint_dir!r} has no {PROJECTIONS_FILE}, which a TinyBERT stage-1 "
-                "checkpoint with `W_h` projections holds. Resume from a checkpoint of the same stage-1 run."
-            )
-        self.projections.load_state_dict(load_file(str(path), device=str(self.args.device)))
+        load_projections(self.projections, checkpoint_dir, PROJECTIONS_FILE, self.args.device,
+                         "a TinyBERT stage-1 run with `W_h` projections")
 
     # -- both stages ------------------------------------------------------------------------------------------
     @classmethod
