@@ -1,13 +1,15 @@
-"""Worker programs for tests/test_distributed_teacher.py. Each runs in its own process: they initialise
-torch.distributed and DeepSpeed's global ZeRO-3 state, which must not leak into the test process.
+"""Worker programs for tests/test_distributed_teacher.py and tests/test_multiprocess.py. Each runs in its own process:
+they initialise torch.distributed and DeepSpeed's global ZeRO-3 state, which must not leak into the test process.
 
     python tests/distributed_workers.py zero3 TEACHER_DIR          # DeepSpeed, one process (gloo)
     python tests/distributed_workers.py deepspeed_guards           # DeepSpeed configs hf_distill refuses
     torchrun --nproc_per_node 2 tests/distributed_workers.py broadcast TEACHER_DIR OUT_DIR
+    torchrun --nproc_per_node 2 tests/distributed_workers.py cross_tokenizer SST2_DIR OUT_DIR EPOCHS
 
-Each exits non-zero, with the failed assertion, when a check fails.
+Each exits non-zero, with the failed assertion, when a check fails; `cross_tokenizer` writes what it saw instead.
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -125,7 +127,73 @@ def broadcast(teacher_dir: str, out_dir: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+def checked_cross_tokenizer_run(sst2_dir: Path, out_dir: Path, epochs: int, teacher_cache: Path | None) -> dict:
+    """kd into a student with its own tokenizer (tests/test_cross_tokenizer.py's `cross_trainer`), 2 rows per process
+    and step over `epochs` shuffled epochs, with the teacher cache at `teacher_cache` if given. Every batch the loss
+    gets is checked row by row: its teacher side decoded with the teacher's tokenizer, its student side decoded with
+    the student's and the row's sentence (by `idx`) after the teacher's tokenizer must be one text; with the cache,
+    the logits cached for the batch's cache rows must be the teacher's on its teacher side. Returns what this process
+    checked: the `idx` of its rows in each epoch, the cached batches and every mismatch."""
+    from conftest import make_tiny_tokenizer
+    from test_cross_tokenizer import cross_trainer
+    from transformers import TrainerCallback
+
+    cache = {"teacher_cache": str(teacher_cache)} if teacher_cache else {}
+    # A float32 teacher, as in the test process, where conftest patches the probe that resolves "auto".
+    trainer, raw, student_tokenizer = cross_trainer(out_dir, sst2_dir, batch_size=2, method="kd",
+                                                    num_train_epochs=epochs, save_strategy="no",
+                                                    teacher_dtype="float32", **cache)
+    teacher_tokenizer = make_tiny_tokenizer()
+    report = {"world_size": trainer.args.world_size, "epochs": [], "cached_batches": 0, "mismatches": []}
+
+    class NewEpoch(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            report["epochs"].append([])
+
+    def check(inputs: dict[str, torch.Tensor]) -> None:
+        for row, idx in enumerate(inputs["idx"].tolist()):
+            sentence = teacher_tokenizer(raw["train"][idx]["sentence"])["input_ids"]
+            texts = {"teacher side": teacher_tokenizer.decode(inputs["input_ids"][row], skip_special_tokens=True),
+                     "student side": student_tokenizer.decode(inputs["student_input_ids"][row],
+                                                              skip_special_tokens=True),
+                     "sentence": teacher_tokenizer.decode(sentence, skip_special_tokens=True)}
+            if len(set(texts.values())) > 1:
+                report["mismatches"].append({"epoch": len(report["epochs"]) - 1, "idx": idx, **texts})
+            report["epochs"][-1].append(idx)
+        if trainer.teacher_cache is not None:
+            cached = trainer.teacher_cache.lookup(inputs["teacher_cache_row"]).logits
+            with torch.no_grad():
+                online = trainer.teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                         token_type_ids=inputs["token_type_ids"]).logits
+            if not torch.allclose(cached, online, rtol=1e-5, atol=1e-6):
+                report["mismatches"].append({"epoch": len(report["epochs"]) - 1, "idx": inputs["idx"].tolist(),
+                                             "cached logits": cached.tolist(), "teacher logits": online.tolist()})
+            report["cached_batches"] += 1
+
+    compute_loss = trainer.compute_loss
+
+    def checked_compute_loss(model, inputs, *args, **kwargs):
+        check(inputs)
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = checked_compute_loss
+    trainer.add_callback(NewEpoch())
+    trainer.train()
+    return report
+
+
+def cross_tokenizer(sst2_dir: str, out_dir: str, epochs: str) -> None:
+    """`checked_cross_tokenizer_run` with the teacher, then with its cache (one launch: the imports dominate). Writes
+    `rank{rank}.json`: this process's report of each run, under "teacher" and "teacher cache"."""
+    out = Path(out_dir)
+    reports = {name: checked_cross_tokenizer_run(Path(sst2_dir), out, int(epochs), cache)
+               for name, cache in (("teacher", None), ("teacher cache", out / "cache"))}
+    (out / f"rank{torch.distributed.get_rank()}.json").write_text(json.dumps(reports))
+    torch.distributed.destroy_process_group()
+
+
 if __name__ == "__main__":
     mode, *arguments = sys.argv[1:]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    {"zero3": zero3, "deepspeed_guards": deepspeed_guards, "broadcast": broadcast}[mode](*arguments)
+    {"zero3": zero3, "deepspeed_guards": deepspeed_guards, "broadcast": broadcast,
+     "cross_tokenizer": cross_tokenizer}[mode](*arguments)

@@ -34,12 +34,15 @@ def cross_data(tiny_sst2_dir):
     return raw, task, tokenize_for_student(tokenized, raw, student_tokenizer, task, 32), student_tokenizer
 
 
-def cross_trainer(tmp_path, tiny_sst2_dir, student_width=32, **config):
+def cross_trainer(tmp_path, tiny_sst2_dir, student_width=32, batch_size=3, **config):
+    """A trainer (`config`: the method and its settings) of the tiny teacher on its tokenizer's ids and a student of
+    `student_width` on `make_student_tokenizer`'s, over `tiny_sst2_dir`; with the raw rows and the student's
+    tokenizer."""
     raw, task, data, student_tokenizer = cross_data(tiny_sst2_dir)
     student = make_tiny_bert(seed=1, num_hidden_layers=2, vocab_size=len(student_tokenizer), hidden_size=student_width,
                              **NO_DROPOUT)
     args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True,
-                              per_device_train_batch_size=3, **config)
+                              per_device_train_batch_size=batch_size, **config)
     trainer = DistillationTrainer(
         model=student, teacher_model=make_tiny_bert(seed=0, **NO_DROPOUT), args=args, train_dataset=data["train"],
         data_collator=TwoTokenizerCollator(DataCollatorWithPadding(make_tiny_tokenizer()), student_tokenizer),

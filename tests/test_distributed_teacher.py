@@ -9,11 +9,9 @@ import sys
 
 import pytest
 from conftest import REPO_ROOT, make_tiny_bert, make_tiny_tokenizer
-from test_multiprocess import run_two_processes, torchrun_available
+from test_multiprocess import WORKERS, run_two_processes, torchrun_available
 
 from hf_distill.distributed import deepspeed_inference_config, prepare_teacher
-
-WORKERS = "tests/distributed_workers.py"
 
 
 @pytest.fixture(scope="module")

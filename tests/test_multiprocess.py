@@ -1,6 +1,7 @@
 """Multi-process runs: both scripts under `torchrun --nproc_per_node 2` (gloo on CPU) give the metrics of one process
 with the same global batch, every launch succeeds, only the main process writes the results and prints the closing
-table, and the teacher stays a plain per-rank model outside DDP."""
+table, the teacher stays a plain per-rank model outside DDP, and a student with its own tokenizer trains on both
+tokenizations of the same rows on every process."""
 
 import json
 import os
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, make_tiny_bert, make_tiny_tokenizer
+from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_tokenizer
 from transformers import Trainer, TrainingArguments
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -36,6 +37,10 @@ LOSS_TOLERANCE = 1e-4
 # failed in 4 of 7 tries, and a retry here hid it.)
 DISTILL_LAUNCHES = 3
 CLOSING_TABLE = "Distillation results ("
+WORKERS = "tests/distributed_workers.py"
+# Shuffled epochs of the cross-tokenizer run: 2 processes take 2 of the 8 rows each per step.
+CROSS_EPOCHS = 3
+CROSS_STEPS_PER_EPOCH = len(SST2_ROWS) // (2 * 2)
 # What a finished run holds besides the model files; `all_results.json` is the union of the `*_results.json`.
 TEACHER_RESULTS = {"all_results.json", "train_results.json", "eval_results.json", "trainer_state.json",
                    guards.COMPLETION_MARKER}
@@ -148,6 +153,24 @@ def test_distillation_on_two_processes_matches_one_at_every_launch(workdir):
         assert json.loads((output_dir / "distillation_config.json").read_text())["method"] == "kd"
         assert "| student (kd) |" in (output_dir / "summary.md").read_text()
     assert one["eval_loss"] != pytest.approx(one["teacher_eval_loss"], abs=100 * LOSS_TOLERANCE)
+
+
+def test_both_tokenizations_of_every_row_stay_together_on_two_processes(tiny_sst2_dir, tmp_path):
+    """kd into a student with its own tokenizer on 2 processes over shuffled epochs, with the teacher and with its
+    cache: in every batch the loss got, each row's teacher side, student side and sentence (by `idx`) are one text,
+    and the cached logits are the teacher's (checked in the worker, tests/distributed_workers.py); each epoch the
+    processes share the rows out between them, each row once."""
+    run_two_processes(WORKERS, ["cross_tokenizer", str(tiny_sst2_dir), str(tmp_path), str(CROSS_EPOCHS)], tmp_path)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    for run, cached_batches in (("teacher", 0), ("teacher cache", CROSS_EPOCHS * CROSS_STEPS_PER_EPOCH)):
+        for report in (ranks[0][run], ranks[1][run]):
+            assert report["world_size"] == 2, run
+            assert report["mismatches"] == [], run
+            assert [len(rows) for rows in report["epochs"]] == [2 * CROSS_STEPS_PER_EPOCH] * CROSS_EPOCHS, run
+            assert report["cached_batches"] == cached_batches, run
+        for first, second in zip(ranks[0][run]["epochs"], ranks[1][run]["epochs"], strict=True):
+            assert sorted(first + second) == list(range(len(SST2_ROWS))), run
+        assert len({tuple(rows) for rows in ranks[0][run]["epochs"]}) == CROSS_EPOCHS, run  # each in another order
 
 
 @pytest.mark.parametrize("script", ["run_distill", "run_glue_teacher"])
