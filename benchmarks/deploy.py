@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from glue_accuracy import LATENCY_SEQ, MODES, data_dir, git_state  # noqa: E402
+from glue_accuracy import LATENCY_SEQ, MODES, data_dir, git_state, write_results  # noqa: E402
 
 logger = logging.getLogger("deploy")
 CACHE = REPO / "benchmarks" / "cache"
@@ -216,11 +216,7 @@ def main(argv=None) -> dict:
             "cache_dir": str(args.cache_dir), "wall_time_min": (time.perf_counter() - start) / 60}
     targets = check_targets(rows, args.target_speedup)
     payload = {"meta": meta, "rows": rows, "targets": targets}
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"deploy_{args.task}.json").write_text(json.dumps(payload, indent=2, default=str))
-    (results_dir / f"deploy_{args.task}.md").write_text(markdown(rows, targets, meta))
-    print(markdown(rows, targets, meta))
+    write_results(args.results_dir, f"deploy_{args.task}", payload, markdown(rows, targets, meta))
     return payload
 
 

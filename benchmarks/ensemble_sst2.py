@@ -21,7 +21,6 @@ Cells run in subprocesses and are cached like transfer_sst2.py's (a rerun resume
 """
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from glue_accuracy import git_state, summarize  # noqa: E402
+from glue_accuracy import format_value, git_state, summarize, write_results  # noqa: E402
 from transfer_sst2 import LABELLED_ROWS, kd_cell, teacher_cell  # noqa: E402
 
 logger = logging.getLogger("ensemble_sst2")
@@ -120,19 +119,12 @@ def main(argv=None) -> dict:
             "ensemble": [str(path) for path in ensemble], "wall_time_min": (time.perf_counter() - start) / 60,
             "ensemble_gain_over_best_teacher": gain("ensemble", f"teacher_seed{best}"),
             "kd_ensemble_gain_over_kd_best": gain("kd_ensemble", "kd_best"), "target_gain": TARGET_GAIN}
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "cells": {"teachers": teachers, **cells}}
-    (results_dir / "ensemble_sst2.json").write_text(json.dumps(payload, indent=2, default=str))
-    (results_dir / "ensemble_sst2.md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
+    write_results(args.results_dir, "ensemble_sst2", payload, markdown(rows, meta))
     return payload
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    def fmt(value, spec):
-        return "–" if value is None else f"{value:{spec}}"
-
     lines = [
         "# SST-2 with few labels: KD from a teacher ensemble", "",
         f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
@@ -147,16 +139,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "| model | dev accuracy | seeds | wall (s) |", "|---|---|---|---|",
     ]
     for row in rows:
-        accuracy = fmt(row.get("accuracy_mean"), ".2f")
+        accuracy = format_value(row.get("accuracy_mean"), ".2f")
         if row.get("seeds_ok", 0) > 1:
             accuracy += f" ± {row['accuracy_std']:.2f}"
         lines.append(f"| {row['name']} | {accuracy} | {row.get('seeds_ok', 0)} | "
-                     f"{fmt(row.get('wall_time_s'), '.0f')} |")
+                     f"{format_value(row.get('wall_time_s'), '.0f')} |")
     kd_gain, teacher_gain = meta["kd_ensemble_gain_over_kd_best"], meta["ensemble_gain_over_best_teacher"]
     status = "not measured" if kd_gain is None else "met" if kd_gain >= meta["target_gain"] else "not met"
-    lines += ["", f"Ensemble over its best teacher: {fmt(teacher_gain, '+.2f')} dev accuracy points.  ",
-              f"KD from the ensemble over KD from the best single teacher: {fmt(kd_gain, '+.2f')} dev accuracy "
-              f"points (target ≥ +{meta['target_gain']}): **{status}**."]
+    lines += ["", f"Ensemble over its best teacher: {format_value(teacher_gain, '+.2f')} dev accuracy points.  ",
+              "KD from the ensemble over KD from the best single teacher: "
+              f"{format_value(kd_gain, '+.2f')} dev accuracy points (target ≥ +{meta['target_gain']}): **{status}**."]
     return "\n".join(lines) + "\n"
 
 

@@ -674,6 +674,21 @@ def git_state() -> tuple[str, bool]:
     return git("rev-parse", "HEAD") or "unknown", bool(git("status", "--porcelain"))
 
 
+def format_value(value, spec: str) -> str:
+    """A table cell: `value` formatted with `spec`, or "–" when it is missing."""
+    return "–" if value is None else f"{value:{spec}}"
+
+
+def write_results(results_dir: str | Path, name: str, payload: dict, markdown_text: str) -> None:
+    """The benchmark scripts' outputs: `<results_dir>/<name>.json` (every cell) and `<name>.md` (the table), which
+    is also printed."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    (results_dir / f"{name}.md").write_text(markdown_text)
+    print(markdown_text)
+
+
 # -- main ------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)

@@ -28,7 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from glue_accuracy import build_finetune_init, git_state, measure_latencies, run_cell  # noqa: E402
+from glue_accuracy import (  # noqa: E402
+    build_finetune_init,
+    format_value,
+    git_state,
+    measure_latencies,
+    run_cell,
+    write_results,
+)
 
 logger = logging.getLogger("transfer_sst2")
 LABELLED_ROWS = 4000
@@ -142,19 +149,12 @@ def main(argv=None) -> dict:
             "git_commit": commit, "git_dirty": dirty, "labelled_rows": LABELLED_ROWS, "transfer_rows": transfer_count,
             "seeds": seeds, "wall_time_min": (time.perf_counter() - start) / 60,
             "kd_transfer_gain_over_finetune": gain}
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "cells": cells}
-    (results_dir / "transfer_sst2.json").write_text(json.dumps(payload, indent=2, default=str))
-    (results_dir / "transfer_sst2.md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
+    write_results(args.results_dir, "transfer_sst2", payload, markdown(rows, meta))
     return payload
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    def fmt(value, spec):
-        return "–" if value is None else f"{value:{spec}}"
-
     lines = [
         "# SST-2 with few labels: KD on unlabelled transfer rows", "",
         f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
@@ -169,12 +169,13 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        accuracy = fmt(row.get("accuracy_mean"), ".2f")
+        accuracy = format_value(row.get("accuracy_mean"), ".2f")
         if row["seeds_ok"] > 1:
             accuracy += f" ± {row['accuracy_std']:.2f}"
-        lines.append(f"| {row['name']} | {accuracy} | {row['seeds_ok']} | {fmt(row.get('pct_of_teacher'), '.1f')} | "
-                     f"{fmt(row.get('latency_ms'), '.0f')} | {fmt(row.get('speedup'), '.2f')}× | "
-                     f"{fmt(row.get('wall_time_s'), '.0f')} |")
+        lines.append(f"| {row['name']} | {accuracy} | {row['seeds_ok']} | "
+                     f"{format_value(row.get('pct_of_teacher'), '.1f')} | "
+                     f"{format_value(row.get('latency_ms'), '.0f')} | {format_value(row.get('speedup'), '.2f')}× | "
+                     f"{format_value(row.get('wall_time_s'), '.0f')} |")
     lines += ["", f"KD + transfer over plain fine-tuning: {meta['kd_transfer_gain_over_finetune']:+.2f} dev accuracy "
               "points (target ≥ +2.0)."]
     return "\n".join(lines) + "\n"
