@@ -128,6 +128,9 @@ class DistillationTrainer(LengthSortedEvaluation):
         # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
         self.model_accepts_loss_kwargs = True
         self.teacher = self._prepare_teacher(teacher_model)
+        # Which tokenizer outputs each forward names, read once: a DistilBERT student takes no `token_type_ids`.
+        self._teacher_input_names = named_model_inputs(self.teacher)
+        self._student_input_names = named_model_inputs(model)
         # The method's state for this student and teacher (layer maps, TinyBERT's W_h): see `DistillationMethod`.
         # Intermediate-layer terms read one teacher: the ensemble's designated one (`intermediate_teacher`).
         self.intermediate_teacher = getattr(self.teacher, "intermediate", self.teacher)
@@ -213,7 +216,7 @@ class DistillationTrainer(LengthSortedEvaluation):
         student_inputs = [STUDENT_PREFIX + name for name in MODEL_INPUT_COLUMNS]
         # Trainer keeps the columns the student's forward names; the teacher may read more: a BERT teacher needs
         # the `token_type_ids` of sentence pairs that a DistilBERT or ModernBERT student does not take.
-        for column in (*_NON_MODEL_COLUMNS, *student_inputs, *named_model_inputs(self.teacher)):
+        for column in (*_NON_MODEL_COLUMNS, *student_inputs, *self._teacher_input_names):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -311,10 +314,10 @@ class DistillationTrainer(LengthSortedEvaluation):
         labels = self.hard_labels(inputs)
         shared_inputs = {k: v for k, v in inputs.items()
                          if k not in _NON_MODEL_COLUMNS and not k.startswith(STUDENT_PREFIX)}
-        teacher_inputs = only_named_inputs(self.teacher, shared_inputs)
+        teacher_inputs = only_named_inputs(self._teacher_input_names, shared_inputs)
         # A cross-tokenizer batch holds the student's own tokenization of the same rows (`student_input_ids`, ...).
         model_inputs = {k[len(STUDENT_PREFIX):]: v for k, v in inputs.items() if k.startswith(STUDENT_PREFIX)}
-        model_inputs = only_named_inputs(model, model_inputs or shared_inputs)
+        model_inputs = only_named_inputs(self._student_input_names, model_inputs or shared_inputs)
         with method.capture(self.intermediate_teacher) as teacher_captures:
             teacher_outputs = self._teacher_outputs(inputs, teacher_inputs, method.needs_hidden_states)
         with method.capture(model) as student_captures:
@@ -482,9 +485,8 @@ def named_model_inputs(model: nn.Module) -> tuple[str, ...]:
     return tuple(name for name in MODEL_INPUT_COLUMNS if name in parameters)
 
 
-def only_named_inputs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`inputs` without the tokenizer outputs `model.forward` does not name (see `named_model_inputs`)."""
-    named = named_model_inputs(model)
+def only_named_inputs(named: tuple[str, ...], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`inputs` without the tokenizer outputs a forward does not name (`named`: its `named_model_inputs`)."""
     return {k: v for k, v in inputs.items() if k not in MODEL_INPUT_COLUMNS or k in named}
 
 
