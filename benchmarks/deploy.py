@@ -53,6 +53,8 @@ VARIANTS = {  # name: (model, runtime)
 }
 BASELINE = "teacher PyTorch fp32"
 TARGET_VARIANT = "student ONNX int8"
+TARGET_BATCH = 32  # the batch size the speed-up target is set at; the others are reported
+TARGET_METRIC_GAP = 1.0  # most dev-metric points the int8 student may lose to the PyTorch student
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,8 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=30, help="Timed forwards per variant and batch size.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed forwards per variant and batch size first.")
     parser.add_argument("--threads", type=int, default=2, help="Intra-op threads of PyTorch and onnxruntime.")
-    parser.add_argument("--target_speedup", type=float, default=3.0,
-                        help=f"`{TARGET_VARIANT}` should be at least this many times faster than `{BASELINE}`.")
+    parser.add_argument("--target_speedup", type=float, default=4.0,
+                        help=f"`{TARGET_VARIANT}` should be at least this many times faster than `{BASELINE}` at "
+                        f"batch {TARGET_BATCH}×{LATENCY_SEQ} (the issue's target).")
     parser.add_argument("--cache_dir", default=None, help="ONNX exports (default: benchmarks/cache/deploy_<task>).")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
@@ -221,12 +224,20 @@ def main(argv=None) -> dict:
 
 
 def check_targets(rows: list[dict], target_speedup: float) -> list[dict]:
-    """The issue's deployment target (the int8 student several times faster than the teacher) at each batch size,
-    and a check that ONNX fp32 scores as PyTorch fp32 does."""
+    """The issue's deployment targets (the int8 student several times faster than the teacher at batch
+    `TARGET_BATCH`, and within `TARGET_METRIC_GAP` points of the PyTorch student), and a check that ONNX fp32 scores
+    as PyTorch fp32 does."""
     by_name = {row["variant"]: row for row in rows}
-    targets = [{"kind": "target", "value": speedup, "threshold": target_speedup, "met": speedup >= target_speedup,
-                "target": f"{TARGET_VARIANT} ≥ {target_speedup:g}× faster than {BASELINE}, batch {size}×{LATENCY_SEQ}"}
-               for size, speedup in by_name[TARGET_VARIANT]["speedup"].items()]
+    targets = []
+    speedup = by_name[TARGET_VARIANT]["speedup"].get(TARGET_BATCH)
+    if speedup is not None:
+        targets.append({"kind": "target", "value": speedup, "threshold": target_speedup,
+                        "met": speedup >= target_speedup,
+                        "target": f"{TARGET_VARIANT} ≥ {target_speedup:g}× faster than {BASELINE}, batch "
+                        f"{TARGET_BATCH}×{LATENCY_SEQ}"})
+    loss = by_name["student PyTorch fp32"]["dev_metric"] - by_name[TARGET_VARIANT]["dev_metric"]
+    targets.append({"kind": "target", "value": -loss, "threshold": -TARGET_METRIC_GAP, "met": loss <= TARGET_METRIC_GAP,
+                    "target": f"{TARGET_VARIANT} dev metric at most {TARGET_METRIC_GAP:g} below student PyTorch fp32"})
     for model in ("teacher", "student"):
         gap = by_name[f"{model} ONNX fp32"]["dev_metric"] - by_name[f"{model} PyTorch fp32"]["dev_metric"]
         targets.append({"kind": "check", "target": f"{model} ONNX fp32 dev metric within ±0.1 of PyTorch fp32",

@@ -99,16 +99,21 @@ def test_deploy_table_on_tiny_models(tmp_path, tiny_teacher_dir, tiny_sst2_dir, 
     tiny_tokenizer.save_pretrained(student_dir)
     argv = ["--teacher_dir", str(tiny_teacher_dir), "--student_dir", str(student_dir), "--glue_dir", str(tmp_path),
             "--cache_dir", str(tmp_path / "cache"), "--results_dir", str(tmp_path / "results"), "--rounds", "2",
-            "--warmup", "1", "--threads", "1", "--batch_sizes", "1,4"]
+            "--warmup", "1", "--threads", "1", "--batch_sizes", "1,32"]
     payload = deploy.main(argv)
     rows = {row["variant"]: row for row in payload["rows"]}
     assert list(rows) == list(deploy.VARIANTS)
-    assert rows["teacher PyTorch fp32"]["speedup"] == {1: 1.0, 4: 1.0}
+    assert rows["teacher PyTorch fp32"]["speedup"] == {1: 1.0, 32: 1.0}
     assert rows["student ONNX fp32"]["dev_metric"] == pytest.approx(rows["student PyTorch fp32"]["dev_metric"])
     assert all(row["dev_rows"] == 8 and row["size_mb"] > 0 for row in rows.values())
     assert payload["meta"]["machine"]["threads"] == 1
     markdown = (tmp_path / "results" / "deploy_sst2.md").read_text()
-    assert "| student ONNX int8 |" in markdown and "batch 4×64" in markdown
+    assert "| student ONNX int8 |" in markdown and "batch 32×64" in markdown
+    targets = {target["target"]: target for target in payload["targets"]}
+    speed = targets["student ONNX int8 ≥ 4× faster than teacher PyTorch fp32, batch 32×64"]
+    assert speed["value"] == rows["student ONNX int8"]["speedup"][32] and speed["met"] == (speed["value"] >= 4)
+    accuracy = targets["student ONNX int8 dev metric at most 1 below student PyTorch fp32"]
+    assert accuracy["value"] == rows["student ONNX int8"]["dev_metric"] - rows["student PyTorch fp32"]["dev_metric"]
     exports = {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.onnx")}
     assert len(exports) == 4
     deploy.main(argv)  # the exports are reused
