@@ -231,7 +231,7 @@ def check_targets(rows: list[dict], target_speedup: float) -> list[dict]:
     targets = []
     speedup = by_name[TARGET_VARIANT]["speedup"].get(TARGET_BATCH)
     if speedup is not None:
-        targets.append({"kind": "target", "value": speedup, "threshold": target_speedup,
+        targets.append({"kind": "target", "value": speedup, "threshold": target_speedup, "unit": "×",
                         "met": speedup >= target_speedup,
                         "target": f"{TARGET_VARIANT} ≥ {target_speedup:g}× faster than {BASELINE}, batch "
                         f"{TARGET_BATCH}×{LATENCY_SEQ}"})
@@ -270,7 +270,7 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
                      f"{row['parameters_m']:.1f} | {latency} |")
     lines += ["", "## Targets", ""]
     for t in targets:
-        value = f"{t['value']:.2f}×" if t["kind"] == "target" else f"{t['value']:+.2f} points"
+        value = f"{t['value']:.2f}×" if t.get("unit") == "×" else f"{t['value']:+.2f} points"
         lines.append(f"- {t['kind']}: {t['target']}: {value} → **{'met' if t['met'] else 'not met'}**")
     return "\n".join(lines) + "\n"
 

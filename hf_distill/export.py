@@ -366,6 +366,10 @@ def load_onnx_session(path: str | Path, num_threads: int | None = None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # Idle onnxruntime threads spin for the next run by default; ours share the cores with PyTorch (the models timed
+    # beside them, the training process), whose next forward they would slow (on 2 cores, a PyTorch forward run right
+    # after an onnxruntime one took as long for the 3-layer student as for the 6-layer teacher).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
