@@ -236,7 +236,8 @@ def check_targets(rows: list[dict], target_speedup: float) -> list[dict]:
                         "target": f"{TARGET_VARIANT} ≥ {target_speedup:g}× faster than {BASELINE}, batch "
                         f"{TARGET_BATCH}×{LATENCY_SEQ}"})
     loss = by_name["student PyTorch fp32"]["dev_metric"] - by_name[TARGET_VARIANT]["dev_metric"]
-    targets.append({"kind": "target", "value": -loss, "threshold": -TARGET_METRIC_GAP, "met": loss <= TARGET_METRIC_GAP,
+    targets.append({"kind": "target", "value": -loss, "threshold": -TARGET_METRIC_GAP,
+                    "met": loss <= TARGET_METRIC_GAP,
                     "target": f"{TARGET_VARIANT} dev metric at most {TARGET_METRIC_GAP:g} below student PyTorch fp32"})
     for model in ("teacher", "student"):
         gap = by_name[f"{model} ONNX fp32"]["dev_metric"] - by_name[f"{model} PyTorch fp32"]["dev_metric"]

@@ -89,7 +89,12 @@ class AugmentArguments:
     n_aug: int = field(
         default=20, metadata={"help": "Variants drawn per sentence (N_a; reference: 30 MRPC/RTE/CoLA, 10 MNLI/QQP)."}
     )
-    mlm_batch_size: int = field(default=64, metadata={"help": "Most masked copies of a sentence per MLM forward."})
+    mlm_batch_size: int = field(
+        default=64, metadata={"help": "Most masked copies per MLM forward (from as many sentences as fit)."}
+    )
+    sentences_per_batch: int = field(
+        default=256, metadata={"help": "Sentences whose masked copies are sorted by length and batched together."}
+    )
     device: str | None = field(
         default=None, metadata={"help": "Device of the MLM (cpu, cuda, ...); default: cuda when available."}
     )
@@ -109,6 +114,11 @@ class AugmentArguments:
             )
         if self.num_proc < 1:
             raise ValueError(f"`num_proc` is {self.num_proc}; use 1 (no worker processes) or more.")
+        if self.sentences_per_batch < 1:
+            raise ValueError(
+                f"`sentences_per_batch` is {self.sentences_per_batch}; use 1 (one sentence at a time) or more, "
+                "e.g. 256."
+            )
 
 
 def build_augmenter(args: AugmentArguments, train: datasets.Dataset, text_columns: tuple[str, ...]) -> Augmenter:
@@ -197,6 +207,7 @@ def main(argv: list[str] | None = None) -> datasets.Dataset:
         augmenter,
         seed=args.seed,
         num_proc=args.num_proc,
+        batch_size=args.sentences_per_batch,
         desc=f"Augmenting {task.name} ({args.method})",
     )
     write_dataset_atomic(labels_as_names(augmented), args.output_file)

@@ -117,6 +117,28 @@ def test_all_maskable_words_of_a_sentence_share_one_forward(tiny_tokenizer, glov
     assert len(calls) == 1 + 3
 
 
+def test_augment_batch_runs_many_sentences_copies_per_forward_sorted_and_padded(tiny_tokenizer, glove):
+    # A random (unrigged) MLM, so the check that batching across sentences keeps every prediction is not trivial.
+    model = make_tiny_mlm(seed=3)
+    calls = count_forwards(model)
+    texts = [sentence for sentence, _ in SST2_ROWS]
+    one_at_a_time = TinyBertAugmenter(model, tiny_tokenizer, word_embeddings=glove, n_aug=6)
+    expected = [one_at_a_time.augment(text, random.Random(i)) for i, text in enumerate(texts)]
+    copies = sum(len(call["input_ids"]) for call in calls)
+    calls.clear()
+
+    for batch_size, forwards in ((64, 1), (3, -(-copies // 3))):
+        augmenter = TinyBertAugmenter(model, tiny_tokenizer, word_embeddings=glove, n_aug=6, batch_size=batch_size)
+        assert augmenter.augment_batch(texts, [random.Random(i) for i in range(len(texts))]) == expected
+        assert len(calls) == forwards and sum(len(call["input_ids"]) for call in calls) == copies
+        lengths = [length for call in calls for length in call["attention_mask"].sum(dim=1).tolist()]
+        assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 1  # longest first, across sentences
+        for call in calls:  # each forward is as wide as its longest copy; shorter ones are padded and masked out
+            assert call["input_ids"].shape[1] == call["attention_mask"].sum(dim=1).max()
+            assert (call["input_ids"][call["attention_mask"] == 0] == tiny_tokenizer.pad_token_id).all()
+        calls.clear()
+
+
 def test_multi_piece_words_take_embedding_neighbours(rigged_augmenter, tiny_tokenizer):
     assert tiny_tokenizer.tokenize("movies") == ["movie", "##s"]
     candidates = rigged_augmenter.candidates("the movies were great , actors".split())
@@ -246,10 +268,14 @@ def test_augment_dataset_keeps_originals_and_copies_columns(rigged_augmenter, ss
     assert sum(out["augmented"]) > 8
 
 
-def test_augment_dataset_is_deterministic_for_a_seed_whatever_num_proc(rigged_augmenter, sst2_dataset):
-    one = augment_dataset(sst2_dataset, ["sentence"], rigged_augmenter, seed=5)
-    assert one.to_dict() == augment_dataset(sst2_dataset, ["sentence"], rigged_augmenter, seed=5, num_proc=2).to_dict()
-    assert one.to_dict() != augment_dataset(sst2_dataset, ["sentence"], rigged_augmenter, seed=6).to_dict()
+def test_augment_dataset_is_deterministic_for_a_seed_whatever_num_proc_or_batch_size(rigged_augmenter, sst2_dataset):
+    def run(**options):
+        return augment_dataset(sst2_dataset, ["sentence"], rigged_augmenter, **{"seed": 5, **options}).to_dict()
+
+    one = run()
+    assert one == run(num_proc=2)
+    assert one == run(batch_size=1)
+    assert one != run(seed=6)
 
 
 def test_pair_tasks_augment_each_side_with_the_other_unchanged(rigged_augmenter):
@@ -271,6 +297,12 @@ def test_pair_tasks_augment_each_side_with_the_other_unchanged(rigged_augmenter)
         changed_sides[row["idx"]].add(changed[0])
     assert changed_sides == {0: {"sentence1", "sentence2"}, 1: {"sentence1", "sentence2"}}
     assert len(out) <= 2 * (1 + 2 * 3)
+    for idx in (0, 1):  # each example's rng draws its first side's variants, then its second's
+        rng, source = random.Random(f"42:{idx}"), pairs[idx]
+        expected = [{**source, "sentence1": v} for v in rigged_augmenter.augment(source["sentence1"], rng)]
+        expected += [{**source, "sentence2": v} for v in rigged_augmenter.augment(source["sentence2"], rng)]
+        rows = out.filter(lambda r, idx=idx: r["augmented"] and r["idx"] == idx).remove_columns("augmented")
+        assert rows.to_list() == expected
 
 
 def test_augment_dataset_errors(rigged_augmenter, sst2_dataset):
@@ -337,11 +369,11 @@ def test_cli_writes_nothing_when_augmentation_or_writing_fails(cli_files, monkey
     tmp_path, options = cli_files
     out = tmp_path / "out" / "train_aug.jsonl"
 
-    def broken(self, text, rng):
+    def broken(self, texts, rngs):
         raise RuntimeError("augmentation failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(TinyBertAugmenter, "augment", broken)
+        patch.setattr(TinyBertAugmenter, "augment_batch", broken)
         with pytest.raises(RuntimeError, match="augmentation failed"):
             augment_cli.main(flags(**options, output_file=out))
     assert not out.exists()
@@ -367,6 +399,8 @@ def test_cli_errors(cli_files):
         augment_cli.main(flags(**options, output_file=existing))
     with pytest.raises(ValueError, match="`glove_file`"):
         augment_cli.main(flags(**options, glove_file=tmp_path / "nope.txt", output_file=tmp_path / "o.csv"))
+    with pytest.raises(ValueError, match="`sentences_per_batch` is 0"):
+        augment_cli.main(flags(**options, sentences_per_batch=0, output_file=tmp_path / "o.csv"))
 
 
 def test_cli_glue_task_writes_label_names_the_loader_maps_back(cli_files, tiny_sst2_dir):

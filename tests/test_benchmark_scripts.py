@@ -1,5 +1,5 @@
-"""The deployment and ensemble benchmarks' harnesses: cell layout, aggregation and the deployment table on tiny models
-(no real training: the ensemble's cells are faked)."""
+"""The deployment, ensemble and augmentation benchmarks' harnesses: cell layout, aggregation and the tables on tiny
+models (no real training: the ensemble's cells are faked)."""
 
 import importlib.util
 import json
@@ -8,6 +8,9 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import make_tiny_bert_config
+from transformers import BertForMaskedLM
 
 from hf_distill.students import build_student_from_teacher
 
@@ -118,3 +121,20 @@ def test_deploy_table_on_tiny_models(tmp_path, tiny_teacher_dir, tiny_sst2_dir, 
     assert len(exports) == 4
     deploy.main(argv)  # the exports are reused
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.onnx")} == exports
+
+
+def test_augment_throughput_rows_agree_and_report_the_target(tmp_path, tiny_sst2_dir, tiny_tokenizer):
+    torch.manual_seed(0)
+    BertForMaskedLM(make_tiny_bert_config()).save_pretrained(tmp_path / "mlm")
+    tiny_tokenizer.save_pretrained(tmp_path / "mlm")
+    result = load_script("augment_throughput").main(
+        ["--model", str(tmp_path / "mlm"), "--glue_dir", str(tmp_path), "--results_dir", str(tmp_path / "results"),
+         "--num_sentences", "8", "--repeats", "1", "--n_aug", "4", "--top_k", "3", "--sentences_per_call", "3",
+         "--num_proc", "2"]
+    )
+    methods = [row["method"] for row in result["results"]]
+    assert methods[0] == "across sentences (ours, 3 per call), 2 processes (`--num_proc 2`)" and len(methods) == 5
+    assert result["all_methods_produce_identical_variants"] and result["data"]["new_rows"] > 0
+    assert [t["target"].split(" ≥")[0] for t in result["targets"]] == methods[:2]
+    assert result["results"][-1]["speedup_vs_reference_style"] == 1.0
+    assert "- target: across sentences" in (tmp_path / "results" / "augment_throughput.md").read_text()

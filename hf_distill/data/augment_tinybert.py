@@ -2,8 +2,11 @@
 `hf_distill.data.augmentation`, whose `augment_dataset` applies it to a `datasets.Dataset`).
 
 Differences from the reference implementation, all deliberate:
-- All maskable words of a sentence go through the masked LM in one batched forward (the reference runs one
-  forward per word, the slowest part of its pipeline); only the masked positions' vocabulary logits are computed.
+- The masked copies of many sentences go through the masked LM together (`augment_batch`): sorted by length,
+  `batch_size` copies per forward, each padded to its batch's longest (the reference runs one forward per word, the
+  slowest part of its pipeline); only the masked positions' vocabulary logits are computed. Padding leaves every
+  prediction as it is unpadded up to float rounding, so top-K lists match the one-sentence path except where two
+  candidates' logits tie to rounding (none did in 200 SST-2 sentences, `benchmarks/augment_throughput.py`).
 - `##` pieces, special tokens and the word itself are removed *before* taking the top K, so every single-piece word
   gets exactly K candidates (the reference filters `##` pieces after its top K and keeps the word itself).
 - Pair tasks: each side is augmented with the other side unchanged (the reference pairs the second side's variants
@@ -172,8 +175,7 @@ class TinyBertAugmenter:
             p_t: probability of replacing each candidate word in a variant.
             n_aug: variants drawn per sentence (N_a); duplicates and the original are dropped.
             stopwords: words never replaced (compared lower-cased).
-            batch_size: most masked copies of a sentence per MLM forward; sentences with more maskable words take
-                several forwards.
+            batch_size: most masked copies per MLM forward, from one sentence or several (`augment_batch`).
         """
         for name, value, example in (("top_k", top_k, 15), ("n_aug", n_aug, 20), ("batch_size", batch_size, 64)):
             if not isinstance(value, int) or value < 1:
@@ -212,76 +214,100 @@ class TinyBertAugmenter:
 
     def candidates(self, words: Sequence[str]) -> dict[int, list[str]]:
         """Replacement candidates per word position, for the eligible words that have at least one."""
-        pieces = [self.tokenizer.tokenize(word) for word in words]
-        piece_ids = [self.tokenizer.convert_tokens_to_ids(word_pieces) for word_pieces in pieces]
-        result, mlm_positions, mlm_words = {}, [], []
-        offset = 1  # [CLS]
-        for index, word in enumerate(words):
-            if self.is_candidate(word):
-                if len(piece_ids[index]) == 1 and piece_ids[index][0] != self.tokenizer.unk_token_id:
-                    mlm_positions.append(offset)
-                    mlm_words.append(index)
-                else:
-                    result[index] = self.word_embeddings.nearest(word, self.top_k)
-            offset += len(piece_ids[index])
-        if mlm_words:
+        return self.candidates_batch([words])[0]
+
+    def candidates_batch(self, sentences: Sequence[Sequence[str]]) -> list[dict[int, list[str]]]:
+        """`candidates` of each sentence (a list of words), the masked-LM queries of all of them batched together."""
+        results, queries, owners = [], [], []
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        for sentence_index, words in enumerate(sentences):
+            piece_ids = [self.tokenizer.convert_tokens_to_ids(self.tokenizer.tokenize(word)) for word in words]
+            result, mlm_positions, mlm_words = {}, [], []
+            offset = 1  # [CLS]
+            for index, word in enumerate(words):
+                if self.is_candidate(word):
+                    if len(piece_ids[index]) == 1 and piece_ids[index][0] != self.tokenizer.unk_token_id:
+                        mlm_positions.append(offset)
+                        mlm_words.append(index)
+                    else:
+                        result[index] = self.word_embeddings.nearest(word, self.top_k)
+                offset += len(piece_ids[index])
+            results.append(result)
+            if not mlm_words:
+                continue
             flat = [piece for word_ids in piece_ids for piece in word_ids]
             # The reference's input: [CLS] masked sentence [SEP] original sentence [SEP], cut at the model's limit.
-            cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-            sequence = [cls_id, *flat, sep_id, *flat, sep_id]
-            token_types = [0] * (len(flat) + 2) + [1] * (len(flat) + 1)
-            kept = [(pos, index) for pos, index in zip(mlm_positions, mlm_words, strict=True) if pos < self.max_length]
-            predictions = self.mlm_top_k(
-                sequence[: self.max_length],
-                token_types[: self.max_length],
-                [pos for pos, _ in kept],
-                [piece_ids[index][0] for _, index in kept],
-            )
-            result.update({index: words_k for (_, index), words_k in zip(kept, predictions, strict=True)})
-        return {index: result[index] for index in sorted(result) if result[index]}
+            sequence = [cls_id, *flat, sep_id, *flat, sep_id][: self.max_length]
+            token_types = ([0] * (len(flat) + 2) + [1] * (len(flat) + 1))[: self.max_length]
+            for position, index in zip(mlm_positions, mlm_words, strict=True):
+                if position < self.max_length:
+                    queries.append((sequence, token_types, position, piece_ids[index][0]))
+                    owners.append((sentence_index, index))
+        for (sentence_index, index), words_k in zip(owners, self.mlm_top_k(queries), strict=True):
+            results[sentence_index][index] = words_k
+        return [{index: result[index] for index in sorted(result) if result[index]} for result in results]
 
     @torch.inference_mode()
-    def mlm_top_k(
-        self, input_ids: list[int], token_type_ids: list[int], positions: list[int], own_ids: list[int]
-    ) -> list[list[str]]:
-        """Top-K MLM predictions at each position, masking one position per copy of the sequence.
+    def mlm_top_k(self, queries: Sequence[tuple[list[int], list[int], int, int]]) -> list[list[str]]:
+        """Top-K MLM predictions for each query, one masked copy of its sequence each.
 
         Args:
-            input_ids, token_type_ids: `(L,)` the pair sequence.
-            positions: `(R,)` positions to mask, one copy of the sequence each; `batch_size` copies per forward.
-            own_ids: `(R,)` the token at each position, excluded from its own candidates.
+            queries: `(input_ids, token_type_ids, position, own_id)` per copy: the pair sequence, the position to
+                mask and the token there, which is excluded from its own candidates. Copies are sorted by length
+                and run `batch_size` per forward, right-padded to the longest of their batch.
         Returns:
-            R lists of `top_k` tokens, best first.
+            One list of `top_k` tokens per query, best first, in the order of `queries`.
         """
         device = self.model.device
-        results = []
-        for start in range(0, len(positions), self.batch_size):
-            chunk = torch.tensor(positions[start : start + self.batch_size], device=device)
-            rows = torch.arange(len(chunk), device=device)
-            ids = torch.tensor(input_ids, device=device).repeat(len(chunk), 1)
-            ids[rows, chunk] = self.tokenizer.mask_token_id
-            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        order = sorted(range(len(queries)), key=lambda query: len(queries[query][0]), reverse=True)
+        results: list[list[str] | None] = [None] * len(queries)
+        for start in range(0, len(order), self.batch_size):
+            batch = [queries[query] for query in order[start : start + self.batch_size]]
+            width = len(batch[0][0])
+            ids = torch.full((len(batch), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+            types = torch.zeros_like(ids)
+            attention = torch.zeros_like(ids)
+            for row, (input_ids, token_type_ids, _, _) in enumerate(batch):
+                ids[row, : len(input_ids)] = torch.tensor(input_ids)
+                types[row, : len(input_ids)] = torch.tensor(token_type_ids)
+                attention[row, : len(input_ids)] = 1
+            rows = torch.arange(len(batch))
+            positions = torch.tensor([position for _, _, position, _ in batch])
+            ids[rows, positions] = self.tokenizer.mask_token_id
+            inputs = {"input_ids": ids.to(device), "attention_mask": attention.to(device)}
             if self.use_token_types:
-                inputs["token_type_ids"] = torch.tensor(token_type_ids, device=device).repeat(len(chunk), 1)
+                inputs["token_type_ids"] = types.to(device)
+            rows, positions = rows.to(device), positions.to(device)
             # Project only the masked positions onto the vocabulary: full (R, L, V) logits take gigabytes for long
             # sentences with many maskable words.
             handle = self.model.get_output_embeddings().register_forward_pre_hook(
-                lambda module, args, rows=rows, chunk=chunk: (args[0][rows, chunk].unsqueeze(1), *args[1:])
+                lambda module, args, rows=rows, positions=positions: (args[0][rows, positions].unsqueeze(1), *args[1:])
             )
             try:
                 logits = self.model(**inputs).logits[:, 0].float()  # (R, V)
             finally:
                 handle.remove()
             allowed = self.allowed_ids.to(device).expand_as(logits).clone()
-            allowed[rows, torch.tensor(own_ids[start : start + self.batch_size], device=device)] = False
+            allowed[rows, torch.tensor([own_id for *_, own_id in batch], device=device)] = False
             k = min(self.top_k, int(allowed[0].sum()))
             top = logits.masked_fill(~allowed, -torch.inf).topk(k, dim=-1).indices
-            results.extend(self.tokenizer.convert_ids_to_tokens(row) for row in top.tolist())
+            for query, row in zip(order[start : start + self.batch_size], top.tolist(), strict=True):
+                results[query] = self.tokenizer.convert_ids_to_tokens(row)
         return results
 
     def augment(self, text: str, rng: random.Random) -> list[str]:
-        words = self.basic_tokenizer.tokenize(text)
-        candidates = self.candidates(words)
+        return self.augment_batch([text], [rng])[0]
+
+    def augment_batch(self, texts: Sequence[str], rngs: Sequence[random.Random]) -> list[list[str]]:
+        """`augment` of each text with its own rng, the masked-LM work of all of them batched (`candidates_batch`).
+        Each text's variants are those `augment(text, rng)` draws."""
+        sentences = [self.basic_tokenizer.tokenize(text) for text in texts]
+        return [
+            self._draw_variants(words, candidates, rng)
+            for words, candidates, rng in zip(sentences, self.candidates_batch(sentences), rngs, strict=True)
+        ]
+
+    def _draw_variants(self, words: list[str], candidates: dict[int, list[str]], rng: random.Random) -> list[str]:
         original = " ".join(words)
         seen, variants = {original}, []
         if not candidates:
