@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_tokenizer
+from conftest import REPO_ROOT, SST2_ROWS, make_tiny_bert, make_tiny_bert_config, make_tiny_tokenizer
 from transformers import Trainer, TrainingArguments
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -171,6 +171,49 @@ def test_both_tokenizations_of_every_row_stay_together_on_two_processes(tiny_sst
         for first, second in zip(ranks[0][run]["epochs"], ranks[1][run]["epochs"], strict=True):
             assert sorted(first + second) == list(range(len(SST2_ROWS))), run
         assert len({tuple(rows) for rows in ranks[0][run]["epochs"]}) == CROSS_EPOCHS, run  # each in another order
+
+
+def test_token_distillation_on_two_processes_trains_the_student_one_process_trains(workdir, tmp_path):
+    """Per-token KD on a tagging task: sentences of different lengths give the two processes different numbers of
+    labelled tokens, so a loss divided by each process's own count (not the global one) would train another student.
+    The weights after 3 SGD steps are compared (evaluation losses are per-batch token means, which depend on how the
+    dev rows are batched)."""
+    from safetensors.torch import load_file
+    from transformers import BertForTokenClassification
+
+    from hf_distill.data.conll import CONLL2003_TASK
+
+    tags = {"movie": "B-MISC", "plot": "B-ORG", "great": "B-PER", "bad": "B-LOC"}
+    data = tmp_path / "conll2003"
+    data.mkdir()
+    sentences = [f"{sentence}{' fun' * (index % 4)}".split() for index, (sentence, _) in enumerate(ROWS)]
+    body = "".join("".join(f"{word} {tags.get(word, 'O')} \n" for word in words) + "\n" for words in sentences)
+    for split in ("train.txt", "valid.txt"):
+        (data / split).write_text(body, encoding="utf-8")
+    names = CONLL2003_TASK.label_names
+    torch.manual_seed(0)
+    teacher = BertForTokenClassification(make_tiny_bert_config(
+        num_labels=len(names), id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)},
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2))
+    teacher.save_pretrained(tmp_path / "teacher")
+    make_tiny_tokenizer().save_pretrained(tmp_path / "teacher")
+    common = ["--method", "kd", "--alpha", "0.5", "--temperature", "2", "--teacher_model_name_or_path",
+              str(tmp_path / "teacher"), "--task_name", "conll2003", "--data_dir", str(data), "--student_layers", "2",
+              "--teacher_dtype", "float32", *TRAINING, *USE_CPU]
+    one = run_distill.main([*common, "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
+                            "--output_dir", str(tmp_path / "one")])
+    run_two_processes("run_distill.py", [*common, "--per_device_train_batch_size", "8", "--per_device_eval_batch_size",
+                                         "8", "--output_dir", str(tmp_path / "two")], tmp_path)
+    assert_finished_once(tmp_path / "two", DISTILL_RESULTS)
+    two = json.loads((tmp_path / "two" / "all_results.json").read_text())
+    assert two["eval_f1"] == one["eval_f1"] and two["eval_accuracy"] == one["eval_accuracy"]
+    weights = {run: load_file(tmp_path / run / "model.safetensors") for run in ("one", "two")}
+    run_distill.main([*common, "--learning_rate", "0", "--output_dir", str(tmp_path / "untrained")])
+    initial = load_file(tmp_path / "untrained" / "model.safetensors")
+    moved = max((weights["one"][name] - initial[name]).abs().max().item() for name in initial)
+    assert moved > 1e-2
+    for name, value in weights["one"].items():
+        torch.testing.assert_close(weights["two"][name], value, atol=LOSS_TOLERANCE, rtol=0, msg=name)
 
 
 @pytest.mark.parametrize("script", ["run_distill", "run_glue_teacher"])
