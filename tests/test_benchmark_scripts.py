@@ -177,3 +177,16 @@ def test_cross_tokenizer_builds_an_own_tokenizer_student_and_runs_its_cells(
         assert ("--transfer_file" in argv) == (out.parent.name == "kd_transfer")
     assert payload["meta"]["kd_transfer_gain_over_finetune"] == pytest.approx(6.0)
     assert "KD + transfer +6.00" in (tmp_path / "results" / "cross_tokenizer_sst2.md").read_text()
+
+
+def test_cache_build_compares_the_sorted_cache_with_the_dataset_order_pass(tmp_path, tiny_teacher_dir, tiny_sst2_dir):
+    result = load_script("cache_build").main(
+        ["--teacher", str(tiny_teacher_dir), "--data_dir", str(tiny_sst2_dir), "--batch_size", "3", "--repeats", "2",
+         "--student_layers", "2",
+         "--output_dir", str(tmp_path / "results")]
+    )
+    assert result["rows"] == 8 and len(result["times_s"]["length_sorted"]) == 2
+    assert result["values_match"] and result["max_abs_diff"]["cls"] <= 1e-4
+    tokens = result["padded_tokens"]
+    assert tokens["real"] <= tokens["length_sorted"] < tokens["dataset_order"]
+    assert "| length-sorted (`load_or_build_teacher_cache`) |" in (tmp_path / "results" / "cache_build.md").read_text()
