@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
             reference_logits, reference_cls = dataset_order_pass(teacher, rows, tokenizer, layers, args.batch_size)
             times["dataset_order"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            cache = load_or_build_teacher_cache(Path(work) / "cache", teacher, rows, "pkd", layers, overwrite=True,
+            # A new folder every round: an existing cache of the same key would be read, not rebuilt.
+            cache = load_or_build_teacher_cache(Path(work) / f"cache{round_index}", teacher, rows, "pkd", layers,
                                                 batch_size=args.batch_size, show_progress=False)
             times["length_sorted"].append(time.perf_counter() - start)
             print(f"round {round_index}: dataset order {times['dataset_order'][-1]:.1f} s, "
