@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from glue_accuracy import format_value, git_state, measure_latencies, run_cell, write_results  # noqa: E402
-from transfer_sst2 import LABELLED_ROWS, common, teacher_cell, write_transfer_file  # noqa: E402
+from glue_accuracy import format_value, git_state, measure_latencies, results_header, run_cell, write_results  # noqa: E402
+from transfer_sst2 import LABELLED_ROWS, common, shared_teacher, write_transfer_file  # noqa: E402
 
 logger = logging.getLogger("cross_tokenizer_sst2")
 STUDENT_CONFIG = {"num_hidden_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024}
@@ -107,11 +107,8 @@ def main(argv=None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     start = time.perf_counter()
     cache = Path(args.cache_dir)
-    data = ["--data_dir", str(Path(args.glue_dir) / "SST-2")]
     teacher_dir = Path(args.transfer_cache_dir) / "teacher"
-    teacher = teacher_cell(data, 42, teacher_dir)
-    if teacher["status"] != "ok":
-        raise SystemExit(f"teacher failed: {teacher.get('log')}")
+    data, teacher = shared_teacher(args.glue_dir, teacher_dir)
     transfer_file = cache / f"transfer_{args.transfer_rows}.jsonl"
     transfer_count = write_transfer_file(Path(args.glue_dir), args.transfer_rows, transfer_file)
     texts = labelled_sentences(Path(args.glue_dir)) + [json.loads(line)["sentence"] for line in open(transfer_file)]
@@ -173,9 +170,7 @@ def main(argv=None) -> dict:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
-        "# SST-2 with few labels: a student with its own tokenizer", "",
-        f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
-        f"{' (with uncommitted changes)' if meta['git_dirty'] else ''}", "",
+        *results_header("SST-2 with few labels: a student with its own tokenizer", meta), "",
         "Teacher: all-MiniLM-L6-v2 (uncased WordPiece, 30,522 pieces) fine-tuned on the first "
         f"{meta['labelled_rows']} SST-2 training rows (2 epochs, lr 5e-5). Student: its own WordPiece tokenizer of "
         f"{meta['vocab_size']} pieces trained on the SST-2 sentences below, and a random-init BERT "

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from glue_accuracy import LATENCY_SEQ, MODES, data_dir, git_state, write_results  # noqa: E402
+from glue_accuracy import LATENCY_SEQ, MODES, data_dir, git_state, results_header, write_results  # noqa: E402
 
 logger = logging.getLogger("deploy")
 CACHE = REPO / "benchmarks" / "cache"
@@ -249,9 +249,7 @@ def check_targets(rows: list[dict], target_speedup: float) -> list[dict]:
 def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
     sizes, seq, host = meta["batch_sizes"], meta["latency_seq"], meta["machine"]
     lines = [
-        f"# Deployment on CPU: {meta['task']} teacher and student, PyTorch and ONNX", "",
-        f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
-        f"{' (with uncommitted changes)' if meta['git_dirty'] else ''}  ",
+        *results_header(f"Deployment on CPU: {meta['task']} teacher and student, PyTorch and ONNX", meta),
         f"Machine: {host['cpu']} ({host['cpu_count']} cores); intra-op threads (PyTorch and onnxruntime): "
         f"{host['threads']}; torch {host['torch']}, onnxruntime {host['onnxruntime']}, transformers "
         f"{host['transformers']}.  ",

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from glue_accuracy import format_value, git_state, summarize, write_results  # noqa: E402
+from glue_accuracy import format_value, git_state, results_header, summarize, write_results  # noqa: E402
 from transfer_sst2 import LABELLED_ROWS, kd_cell, teacher_cell  # noqa: E402
 
 logger = logging.getLogger("ensemble_sst2")
@@ -126,9 +126,7 @@ def main(argv=None) -> dict:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
-        "# SST-2 with few labels: KD from a teacher ensemble", "",
-        f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
-        f"{' (with uncommitted changes)' if meta['git_dirty'] else ''}", "",
+        *results_header("SST-2 with few labels: KD from a teacher ensemble", meta), "",
         f"{meta['labelled_rows']} labelled SST-2 training rows (the first), SST-2 dev ({meta['dev_rows']} rows); "
         f"students: mean ± std over seeds {meta['student_seeds']}. Teachers: all-MiniLM-L6-v2 fine-tuned on the "
         f"labelled rows (2 epochs, lr 5e-5) with seeds {meta['teacher_seeds']} (seed 42: transfer_sst2.py's "

@@ -679,6 +679,12 @@ def format_value(value, spec: str) -> str:
     return "–" if value is None else f"{value:{spec}}"
 
 
+def results_header(title: str, meta: dict) -> list[str]:
+    """The first lines of a results table: the title, the command and the commit it ran at."""
+    return [f"# {title}", "", f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
+            f"{' (with uncommitted changes)' if meta['git_dirty'] else ''}  "]
+
+
 def write_results(results_dir: str | Path, name: str, payload: dict, markdown_text: str) -> None:
     """The benchmark scripts' outputs: `<results_dir>/<name>.json` (every cell) and `<name>.md` (the table), which
     is also printed."""

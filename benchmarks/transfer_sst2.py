@@ -33,6 +33,7 @@ from glue_accuracy import (  # noqa: E402
     format_value,
     git_state,
     measure_latencies,
+    results_header,
     run_cell,
     write_results,
 )
@@ -72,6 +73,16 @@ def teacher_cell(data: list[str], seed: int, output_dir: Path) -> dict:
                                             *data, *common(seed, 2, 5e-5)], output_dir)
 
 
+def shared_teacher(glue_dir: str, teacher_dir: Path) -> tuple[list[str], Path]:
+    """The SST-2 data flags and the teacher at `teacher_dir` (this benchmark's `teacher/`, which the other SST-2
+    few-label benchmarks share), trained there first when it is not."""
+    data = ["--data_dir", str(Path(glue_dir) / "SST-2")]
+    teacher = teacher_cell(data, 42, teacher_dir)
+    if teacher["status"] != "ok":
+        raise SystemExit(f"teacher failed: {teacher.get('log')}")
+    return data, teacher
+
+
 def kd_flags(teacher_dirs: list[Path], data: list[str]) -> list[str]:
     """KD (α = 1, T = 2) into the first 3 layers of the (first) teacher; several teachers distil as an ensemble."""
     return ["--method", "kd", "--alpha", "1.0", "--temperature", "2.0", "--teacher_model_name_or_path",
@@ -101,11 +112,8 @@ def main(argv=None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     start = time.perf_counter()
     cache = Path(args.cache_dir)
-    data = ["--data_dir", str(Path(args.glue_dir) / "SST-2")]
     teacher_dir = cache / "teacher"
-    teacher = teacher_cell(data, 42, teacher_dir)
-    if teacher["status"] != "ok":
-        raise SystemExit(f"teacher failed: {teacher.get('log')}")
+    data, teacher = shared_teacher(args.glue_dir, teacher_dir)
     transfer_file = cache / f"transfer_{args.transfer_rows}.jsonl"
     transfer_count = write_transfer_file(Path(args.glue_dir), args.transfer_rows, transfer_file)
     build_finetune_init(teacher_dir, cache / "finetune_init", "sst2")
@@ -156,9 +164,7 @@ def main(argv=None) -> dict:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
-        "# SST-2 with few labels: KD on unlabelled transfer rows", "",
-        f"Command: `{meta['command']}`  ", f"Git commit: `{meta['git_commit']}`"
-        f"{' (with uncommitted changes)' if meta['git_dirty'] else ''}", "",
+        *results_header("SST-2 with few labels: KD on unlabelled transfer rows", meta), "",
         f"{meta['labelled_rows']} labelled SST-2 training rows (the first), {meta['transfer_rows']} transfer rows "
         "(the next training sentences, labels never read), SST-2 dev (872 rows), mean ± std over seeds "
         f"{meta['seeds']}. Teacher: all-MiniLM-L6-v2 fine-tuned on the labelled rows (2 epochs, lr 5e-5). Students: "

