@@ -667,11 +667,17 @@ def search_note(searched: list[str], methods: list[str]) -> str:
             "one setting. ")
 
 
-def git_state() -> tuple[str, bool]:
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def git_state(repo: Path = REPO) -> tuple[str, bool]:
+    """The commit `repo` is at, and whether its code differs from that commit.
 
-    return git("rev-parse", "HEAD") or "unknown", bool(git("status", "--porcelain"))
+    Files under `benchmarks/results/` do not count: they are what the benchmarks write, so counting them flagged
+    every run after the first in a clone as "with uncommitted changes" while the code was the committed one.
+    """
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+    changes = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results")
+    return git("rev-parse", "HEAD") or "unknown", bool(changes)
 
 
 def format_value(value, spec: str) -> str:

@@ -1,6 +1,7 @@
 """The accuracy benchmark's search: equal budgets, the defaults inside each grid, and the selection rule."""
 
 import importlib.util
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,20 @@ def test_options_that_change_the_cells_get_their_own_cache_folder(harness):
         for extra in (["--teacher_base", "bert-base-uncased"], ["--tang_p_pos", "0.1"], ["--from_hub"])
     }
     assert len(names) == 3 and default not in names
+
+
+def test_git_state_flags_code_changes_but_not_benchmark_results(harness, tmp_path):
+    def git(*cmd):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "speed.md").write_text("a table\n")
+    commit, dirty = harness.git_state(tmp_path)
+    assert len(commit) == 40 and not dirty
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert harness.git_state(tmp_path)[1]
