@@ -12,9 +12,10 @@ PyTorch.
 - `python -m hf_distill.export <model_dir> [--quantize] [--output_dir DIR]`; `run_distill.py --export onnx
   [--quantize dynamic]` (`ExportArguments`) exports the student it saved and adds the ONNX rows to its closing table.
 
-Every student exports: truncated BERT-family students (any head the Auto classes load), SPS (its second pass swaps
-Query and Key with `torch.func.functional_call`, which the TorchScript tracer refuses, so the export traces an
-equivalent pass that swaps the two `nn.Linear` modules) and the BiLSTM (packed sequences export to an ONNX `LSTM`
+Every student exports: truncated BERT-family students (any head the Auto classes load), SPS (the BERT student's
+second pass swaps Query and Key with `torch.func.functional_call`, which the TorchScript tracer refuses, so the
+export traces an equivalent pass that swaps the two `nn.Linear` modules; the other encoders' SPS students swap
+modules already) and the BiLSTM (packed sequences export to an ONNX `LSTM`
 with `sequence_lens`; the export traces an equivalent `run_lstm` without the stable sort and without the packed
 final state, which the ONNX exporter cannot convert). Each of these export-time passes is checked against the
 unmodified PyTorch model by the equivalence check, so a divergence fails the export instead of shipping.

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert
 from test_trainer import make_trainer
+from transformers import RobertaConfig, RobertaForSequenceClassification
 
 from hf_distill.methods.peakd import replace_classifier
 from hf_distill.students import build_bilstm_student
@@ -87,6 +88,24 @@ def test_replace_classifier_gives_a_fresh_head_and_labels():
     replace_classifier(model, ("negative", "positive"))
     assert model.classifier.weight.shape == old_weight.shape
     assert not torch.equal(model.classifier.weight, old_weight)
+
+
+def test_replace_classifier_replaces_the_output_layer_of_a_head_module():
+    torch.manual_seed(0)
+    model = RobertaForSequenceClassification(RobertaConfig(vocab_size=90, hidden_size=32, num_hidden_layers=1,
+                                                           num_attention_heads=4, intermediate_size=37))
+    dense = model.classifier.dense
+    replace_classifier(model, ("a", "b", "c", "d"))
+    assert model.classifier.dense is dense  # the head's hidden layer stays, as BERT's pooler does
+    assert model.classifier.out_proj.out_features == 4 and model.config.num_labels == 4
+    assert model(input_ids=torch.tensor([[0, 5, 6, 2]])).logits.shape == (1, 4)
+
+
+def test_replace_classifier_refuses_a_head_without_a_linear_output_layer():
+    model = make_tiny_bert()
+    model.classifier = torch.nn.Sequential(torch.nn.Linear(32, 2))
+    with pytest.raises(ValueError, match=r"`classifier` or `classifier.out_proj`.*is a Sequential.*--ptp false"):
+        replace_classifier(model, ("a", "b"))
 
 
 def test_bilstm_on_a_sentence_pair_task_end_to_end(tmp_path, tiny_tokenizer):

@@ -390,12 +390,6 @@ def test_methods_train_students_of_the_new_architectures(tmp_path, architecture,
     assert math.isfinite(trainer.train().training_loss)
 
 
-@pytest.mark.parametrize("architecture", ["distilbert", "deberta-v2", "modernbert"])
-def test_sps_refuses_architectures_without_its_query_key_swap(architecture):
-    with pytest.raises(ValueError, match=rf"model_type '{architecture}'.*SPS supports BERT"):
-        build_sps_student(ARCHITECTURES[architecture](), num_layers=2)
-
-
 def test_get_encoder_layers_on_base_and_head_models(tiny_teacher):
     assert get_encoder_layers(tiny_teacher) is tiny_teacher.bert.encoder.layer
     assert get_encoder_layers(tiny_teacher.bert) is tiny_teacher.bert.encoder.layer

@@ -45,18 +45,27 @@ class PTPArguments:
 
 
 def replace_classifier(model: PreTrainedModel, label_names: tuple[str, ...]) -> None:
-    """Give a `…ForSequenceClassification` model a freshly initialised head for these class labels, in place (PTP
-    only runs on classification tasks)."""
+    """Give a `…ForSequenceClassification` model a freshly initialised output layer for these class labels, in place
+    (PTP only runs on classification tasks).
+
+    The output layer is `classifier` when it is an `nn.Linear` (BERT, DistilBERT, DeBERTa, ModernBERT), or the
+    `out_proj` of a classification head module (RoBERTa, XLM-R, CamemBERT, ELECTRA); the head's hidden layer stays,
+    as BERT's pooler does.
+    """
     num_labels = len(label_names)
-    old = model.classifier
+    head = getattr(model, "classifier", None)
+    has_out_proj = isinstance(getattr(head, "out_proj", None), nn.Linear)
+    parent, name = (head, "out_proj") if has_out_proj else (model, "classifier")
+    old = getattr(parent, name, None)
     if not isinstance(old, nn.Linear):
         raise ValueError(
-            f"PTP swaps the student's classification head, which must be a single `nn.Linear` named `classifier`; "
-            f"{type(model).__name__} has {type(old).__name__}. Use `--student_arch sps` or `plain` with a BERT "
-            "teacher."
+            f"PTP swaps the student's output layer, which must be an `nn.Linear` named `classifier` or "
+            f"`classifier.out_proj`; {type(model).__name__}'s `classifier` is a {type(head).__name__}. Use a student "
+            "with a stock classification head, or `--ptp false`."
         )
-    model.classifier = nn.Linear(old.in_features, num_labels).to(device=old.weight.device, dtype=old.weight.dtype)
-    model._init_weights(model.classifier)
+    new = nn.Linear(old.in_features, num_labels).to(device=old.weight.device, dtype=old.weight.dtype)
+    model._init_weights(new)
+    setattr(parent, name, new)
     model.num_labels = num_labels
     model.config.problem_type = "single_label_classification"
     model.config.id2label = dict(enumerate(label_names))

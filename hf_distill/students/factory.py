@@ -36,9 +36,9 @@ class StudentArguments:
     student_arch: str | None = field(
         default=None,
         metadata={
-            "help": "plain: the teacher's class with selected layers; sps: PeaKD's shuffled-parameter-sharing BERT "
-            "(k stored layers run as 2k); bilstm: Tang et al.'s BiLSTM. Default: bilstm for --method bilstm, sps for "
-            "--method peakd, plain otherwise.",
+            "help": "plain: the teacher's class with selected layers; sps: PeaKD's shuffled-parameter-sharing "
+            "student of the teacher's architecture (k stored layers run as 2k); bilstm: Tang et al.'s BiLSTM. "
+            "Default: bilstm for --method bilstm, sps for --method peakd, plain otherwise.",
             "choices": list(STUDENT_ARCHS),
         },
     )
@@ -148,7 +148,7 @@ def is_cross_tokenizer(student_tokenizer, teacher_tokenizer) -> bool:
 def build_student(
     args: StudentArguments, method: str, teacher: PreTrainedModel, tokenizer, task, student_tokenizer=None
 ) -> PreTrainedModel:
-    """The student for `method`: ready-made, from a config, a BiLSTM, an SPS BERT or a plain layer selection of the
+    """The student for `method`: ready-made, from a config, a BiLSTM, an SPS student or a plain layer selection of the
     teacher; a multi-label task's student is one too (`problem_type`, which its loss and the trainer read).
 
     `student_tokenizer` (`load_student_tokenizer`), when its vocabulary is not the teacher's `tokenizer`'s, sizes a

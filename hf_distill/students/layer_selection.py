@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import logging
 
 from ..distributed import gathered_parameters
@@ -312,6 +312,15 @@ def copy_selected_layers(
     return fresh
 
 
+def select_layers_in_config(config: PretrainedConfig, layer_ids: Sequence[int]) -> None:
+    """Make a copy of the teacher's config describe the kept layers, in place: `num_hidden_layers = k`, and
+    per-layer entries (ModernBERT's `layer_types`, global vs sliding-window attention) follow the kept layers."""
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) == config.num_hidden_layers:
+        config.layer_types = [layer_types[i] for i in layer_ids]
+    config.num_hidden_layers = len(layer_ids)
+
+
 def build_student_from_teacher(
     teacher: PreTrainedModel,
     *,
@@ -340,11 +349,7 @@ def build_student_from_teacher(
     source_label = "teacher" if init_from is None else "init_from"
 
     config = copy.deepcopy(teacher.config)  # deep copy keeps label maps, problem_type and `_attn_implementation`
-    config.num_hidden_layers = len(ids)
-    layer_types = getattr(config, "layer_types", None)
-    if isinstance(layer_types, list) and len(layer_types) == len(get_encoder_layers(teacher)):
-        # Per-layer attention kinds (ModernBERT's global vs sliding-window layers) follow the kept layers.
-        config.layer_types = [layer_types[i] for i in ids]
+    select_layers_in_config(config, ids)
     config.name_or_path = ""
     student = type(teacher)(config).to(device=teacher.device, dtype=teacher.dtype)
     copy_selected_layers(student, source, ids, source_label=source_label)

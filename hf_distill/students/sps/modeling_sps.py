@@ -193,6 +193,8 @@ class SPSBertClassifier(SPSBertPreTrainedModel):
     """
 
     uses_pooler: bool
+    # Where the k stored layers live inside the base model (`build_sps_student` copies the teacher's layers there).
+    stored_layers_path = "encoder.layer"
     output_class: type[SequenceClassifierOutput] | type[TokenClassifierOutput]
 
     def __init__(self, config: SPSBertConfig):
