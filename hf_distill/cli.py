@@ -275,8 +275,14 @@ def load_data(data_args: DataArguments, tokenizer, seed: int, student_tokenizer=
         raw = add_transfer_rows(raw, transfer)
     tokenized = tokenize_dataset(raw, tokenizer, task, data_args.max_seq_length, data_args.label_all_tokens)
     if student_tokenizer is not None:
+        if data_args.label_all_tokens:
+            raise ValueError(
+                "`label_all_tokens` labels every sub-token, but the student has its own tokenizer, which splits the "
+                "words into other sub-tokens: teacher and student are compared word by word, on each word's first "
+                "sub-token. Drop `--label_all_tokens`, or use the teacher's tokenizer for the student."
+            )
         tokenized = tokenize_for_student(tokenized, raw, student_tokenizer, task,
-                                         data_args.student_max_seq_length or data_args.max_seq_length)
+                                         data_args.student_max_seq_length or data_args.max_seq_length, tokenizer)
     return raw, tokenized, task
 
 
@@ -432,11 +438,12 @@ def onnx_summary_rows(
     parameter count).
     """
     result = export_onnx(args.output_dir, quantize=export_args.quantize is not None)
-    # A cross-tokenizer dataset holds the student's own tokenization as `student_*` columns beside the teacher's.
-    student_columns = {STUDENT_PREFIX + name: name for name in MODEL_INPUT_COLUMNS
+    # A cross-tokenizer dataset holds the student's own tokenization (and token labels) as `student_*` columns beside
+    # the teacher's.
+    student_columns = {STUDENT_PREFIX + name: name for name in (*MODEL_INPUT_COLUMNS, "labels")
                        if STUDENT_PREFIX + name in eval_dataset.column_names}
     if student_columns:
-        teacher_columns = [name for name in MODEL_INPUT_COLUMNS if name in eval_dataset.column_names]
+        teacher_columns = [name for name in student_columns.values() if name in eval_dataset.column_names]
         eval_dataset = eval_dataset.remove_columns(teacher_columns).rename_columns(student_columns)
     batch = latency_batch(tokenizer, task, args, "cpu")
     compute_metrics = build_compute_metrics(task)

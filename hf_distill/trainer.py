@@ -23,7 +23,7 @@ from .data.task_spec import (
     TOKEN_CLASSIFICATION,
     TRANSFER_COLUMN,
 )
-from .data.tokenization import MODEL_INPUT_COLUMNS, STUDENT_PREFIX
+from .data.tokenization import MODEL_INPUT_COLUMNS, STUDENT_LABELS, STUDENT_PREFIX
 from .distributed import prepare_teacher
 from .ensemble import TeacherEnsemble
 from .methods import LABELLED_TERMS, DistillationMethod, LossInputs, get_method
@@ -123,6 +123,11 @@ class DistillationTrainer(LengthSortedEvaluation):
         super().__init__(model=model, args=args, **kwargs)
         # A token classifier predicts at every labelled token (the first sub-token of each word), not once per row.
         self.predicts_per_token = is_token_classifier(model)
+        datasets = (train_dataset, kwargs.get("eval_dataset"))
+        if any(STUDENT_LABELS in (getattr(data, "column_names", None) or ()) for data in datasets):
+            # A cross-tokenizer token task: the student's predictions line up with its own tokens' labels, so those
+            # are what evaluation scores them against (the teacher side's `labels` select the teacher's tokens).
+            self.label_names = [STUDENT_LABELS]
         guards.check_distributed_launch(args)  # every process one rank of one job, however the trainer is launched
         # Our compute_loss divides summed per-example losses by the number of examples of the whole accumulated
         # batch (`num_items_in_batch`), so Trainer must count them and must not divide by the accumulation steps.
@@ -216,7 +221,7 @@ class DistillationTrainer(LengthSortedEvaluation):
         student_inputs = [STUDENT_PREFIX + name for name in MODEL_INPUT_COLUMNS]
         # Trainer keeps the columns the student's forward names; the teacher may read more: a BERT teacher needs
         # the `token_type_ids` of sentence pairs that a DistilBERT or ModernBERT student does not take.
-        for column in (*_NON_MODEL_COLUMNS, *student_inputs, *self._teacher_input_names):
+        for column in (*_NON_MODEL_COLUMNS, *student_inputs, STUDENT_LABELS, *self._teacher_input_names):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -237,10 +242,12 @@ class DistillationTrainer(LengthSortedEvaluation):
             counts = self.accelerator.gather(counts).view(-1, 3).sum(dim=0)
         return ItemCounts(examples=counts[0], predictions=counts[1], labelled=counts[2])
 
-    def prediction_mask(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def prediction_mask(self, inputs: dict[str, torch.Tensor], side: str = "student") -> torch.Tensor | None:
         """Token classification: the `(B, L)` positions whose `labels` are not -100, the predictions that count;
-        None when each row is one prediction (sequence and multi-label classification)."""
-        labels = inputs.get("labels")
+        None when each row is one prediction (sequence and multi-label classification). In a cross-tokenizer batch
+        the student's positions are those of `student_labels`, the teacher's (`side="teacher"`) those of `labels`:
+        the same words in the same order (`tokenize_for_student`)."""
+        labels = inputs.get(_labels_column(inputs) if side == "student" else "labels")
         if not self.predicts_per_token:
             return None
         if labels is None or labels.dim() != 2:
@@ -252,10 +259,11 @@ class DistillationTrainer(LengthSortedEvaluation):
         return labels.ne(IGNORE_INDEX)
 
     def hard_labels(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The batch's `labels` as the hard-label CE reads them: -100 (ignored) on unlabelled transfer rows (marked
-        `transfer`, whose label column holds a placeholder) and on rows marked `augmented`, whose copied label the
-        augmented text may no longer have, unless `train_ce_on_augmented`."""
-        labels = inputs.get("labels")
+        """The batch's `labels` (a cross-tokenizer token batch: the student's, `student_labels`) as the hard-label CE
+        reads them: -100 (ignored) on unlabelled transfer rows (marked `transfer`, whose label column holds a
+        placeholder) and on rows marked `augmented`, whose copied label the augmented text may no longer have, unless
+        `train_ce_on_augmented`."""
+        labels = inputs.get(_labels_column(inputs))
         if labels is None:
             return None
         unlabelled = [inputs[TRANSFER_COLUMN]] if TRANSFER_COLUMN in inputs else []
@@ -316,7 +324,8 @@ class DistillationTrainer(LengthSortedEvaluation):
                          if k not in _NON_MODEL_COLUMNS and not k.startswith(STUDENT_PREFIX)}
         teacher_inputs = only_named_inputs(self._teacher_input_names, shared_inputs)
         # A cross-tokenizer batch holds the student's own tokenization of the same rows (`student_input_ids`, ...).
-        model_inputs = {k[len(STUDENT_PREFIX):]: v for k, v in inputs.items() if k.startswith(STUDENT_PREFIX)}
+        model_inputs = {k[len(STUDENT_PREFIX):]: v for k, v in inputs.items()
+                        if k.startswith(STUDENT_PREFIX) and k != STUDENT_LABELS}
         model_inputs = only_named_inputs(self._student_input_names, model_inputs or shared_inputs)
         with method.capture(self.intermediate_teacher) as teacher_captures:
             teacher_outputs = self._teacher_outputs(inputs, teacher_inputs, method.needs_hidden_states)
@@ -331,7 +340,7 @@ class DistillationTrainer(LengthSortedEvaluation):
             teacher_logits = teacher_outputs.logits
             # Cached teacher outputs of a token task hold the labelled positions only, already in this order.
             predictions = (student_outputs.logits[mask], teacher_logits if teacher_logits.dim() == 2 else
-                           teacher_logits[mask])
+                           teacher_logits[self.prediction_mask(inputs, side="teacher")])
             labels = labels[mask]
         is_multi_label = getattr(self.model.config, "problem_type", None) == MULTI_LABEL_CLASSIFICATION
         terms = method.loss_terms(
@@ -472,6 +481,11 @@ class DistillationTrainer(LengthSortedEvaluation):
             **{name[len("eval_"):]: value for name, value in self._latest_eval_metrics().items()},
             "parameters (M)": count_parameters(self.model) / 1e6,
         }
+
+
+def _labels_column(inputs: dict[str, torch.Tensor]) -> str:
+    """The column of the student's labels: `student_labels` in a cross-tokenizer token batch, else `labels`."""
+    return STUDENT_LABELS if STUDENT_LABELS in inputs else "labels"
 
 
 def named_model_inputs(model: nn.Module) -> tuple[str, ...]:

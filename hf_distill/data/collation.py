@@ -1,27 +1,30 @@
-"""Batches of a cross-tokenizer run: each model's inputs padded with its own tokenizer, in one batch."""
+"""Batches of a cross-tokenizer run: each model's inputs (and per-token labels) padded with its own tokenizer, in one
+batch."""
 
 from typing import Any
 
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from .tokenization import MODEL_INPUT_COLUMNS, STUDENT_PREFIX
+from .tokenization import MODEL_INPUT_COLUMNS, STUDENT_LABELS, STUDENT_PREFIX
 
 __all__ = ["TwoTokenizerCollator"]
 
 
 class TwoTokenizerCollator:
     """Pads the teacher's inputs (`input_ids`, …) with `teacher_collator` and the student's (`student_input_ids`, …)
-    with `student_tokenizer`, each to its own longest row (or to `max_length` with `padding="max_length"`); the
-    other columns (`labels`, `idx`, flags, the cache row) come from the teacher side, once."""
+    with `student_tokenizer`, each to its own longest row (or to `max_length` with `padding="max_length"`). A token
+    task's `teacher_collator` (`DataCollatorForTokenClassification`) pads each side's labels with -100 the same way
+    (`labels`, `student_labels`). The other columns (`idx`, flags, the cache row) come from the teacher side, once."""
 
-    def __init__(self, teacher_collator: DataCollatorWithPadding, student_tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, teacher_collator: DataCollatorWithPadding | DataCollatorForTokenClassification,
+                 student_tokenizer: PreTrainedTokenizerBase):
         self.teacher_collator = teacher_collator
-        self.student_collator = DataCollatorWithPadding(
+        self.student_collator = type(teacher_collator)(
             student_tokenizer, padding=teacher_collator.padding, max_length=teacher_collator.max_length
         )
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        student_names = [STUDENT_PREFIX + name for name in MODEL_INPUT_COLUMNS]
+        student_names = [STUDENT_PREFIX + name for name in MODEL_INPUT_COLUMNS] + [STUDENT_LABELS]
         student = [{name[len(STUDENT_PREFIX):]: row[name] for name in student_names if name in row}
                    for row in features]
         teacher = [{name: value for name, value in row.items() if name not in student_names} for row in features]

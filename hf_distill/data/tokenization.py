@@ -100,9 +100,11 @@ def tokenize_dataset(
     return tokenized.rename_column("label", "labels")
 
 
-# Student-side columns of a cross-tokenizer dataset: the student's own tokenization of the same text.
+# Student-side columns of a cross-tokenizer dataset: the student's own tokenization of the same text, and for token
+# classification the student's per-token labels.
 STUDENT_PREFIX = "student_"
 MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+STUDENT_LABELS = STUDENT_PREFIX + "labels"
 
 
 def tokenize_for_student(
@@ -111,23 +113,75 @@ def tokenize_for_student(
     student_tokenizer: PreTrainedTokenizerBase,
     task: TaskSpec,
     max_seq_length: int,
+    teacher_tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> DatasetDict:
     """`tokenized` (the teacher's tokenization of `raw`) plus the student's tokenization of the same rows, as
     `student_input_ids`, `student_attention_mask` (and `student_token_type_ids`): one row holds both sides of one
     example, so shuffling, epochs, the teacher cache and sharding keep them together.
 
-    Token classification is refused: its per-token predictions would need the two tokenizations aligned by word.
+    Token classification (`teacher_tokenizer` required) aligns the two sides by word: each labels the first sub-token
+    of each word (`student_labels` on the student's side), and a word only one side kept (its truncation cut it, or
+    its tokenizer gave it no token) is unlabelled on both. The i-th labelled token of a row is then the same word on
+    both sides, so per-token terms compare the teacher's and the student's prediction for one word.
     """
-    if task.is_token_classification:
-        raise ValueError(
-            f"Task {task.name!r} is token classification, whose per-token terms compare teacher and student token by "
-            "token, which another tokenizer splits differently. Use the teacher's tokenizer for the student."
-        )
     student_side = tokenize_dataset(raw, student_tokenizer, task, max_seq_length)
+    if task.is_token_classification:
+        if teacher_tokenizer is None:
+            raise ValueError(
+                f"Task {task.name!r} is token classification: aligning the student's tokens with the teacher's by "
+                "word needs the teacher's tokenizer. Pass `teacher_tokenizer`."
+            )
+        tokenized, student_side = _aligned_by_word(tokenized, student_side, raw, teacher_tokenizer,
+                                                   student_tokenizer, task)
     combined = {}
     for split, data in tokenized.items():
-        inputs = [name for name in MODEL_INPUT_COLUMNS if name in student_side[split].column_names]
+        inputs = [name for name in (*MODEL_INPUT_COLUMNS, "labels") if name in student_side[split].column_names]
+        if not task.is_token_classification:  # one label per row: the teacher side's `labels` serve both
+            inputs.remove("labels")
         student_inputs = student_side[split].select_columns(inputs)
         student_inputs = student_inputs.rename_columns({name: STUDENT_PREFIX + name for name in inputs})
         combined[split] = concatenate_datasets([data, student_inputs], axis=1)
     return DatasetDict(combined)
+
+
+def _aligned_by_word(teacher_side: DatasetDict, student_side: DatasetDict, raw: DatasetDict, teacher_tokenizer,
+                     student_tokenizer, task: TaskSpec) -> tuple[DatasetDict, DatasetDict]:
+    """Both sides' `labels` with the words the other side does not label set to -100 (see `tokenize_for_student`)."""
+    aligned = ({}, {})
+    for split in teacher_side:
+        sentences = list(raw[split][task.text_columns[0]])  # word lists, as the tokenizers take them
+        sides = ((teacher_side[split], teacher_tokenizer, "teacher"),
+                 (student_side[split], student_tokenizer, "student"))
+        labels = [list(data["labels"]) for data, _, _ in sides]
+        labelled_words = [_labelled_words(tokenizer, sentences, side_labels, split, side)
+                          for (_, tokenizer, side), side_labels in zip(sides, labels, strict=True)]
+        for k, (data, _, _) in enumerate(sides):
+            kept = [set(theirs) for theirs in labelled_words[1 - k]]
+            masked = []
+            for row_labels, own, row_kept in zip(labels[k], labelled_words[k], kept, strict=True):
+                word = iter(own)  # the word of each labelled token, in order
+                masked.append([label if label == IGNORE_INDEX or next(word) in row_kept else IGNORE_INDEX
+                               for label in row_labels])
+            aligned[k][split] = data.remove_columns("labels").add_column(
+                "labels", masked, feature=List(Value("int64")))
+    return DatasetDict(aligned[0]), DatasetDict(aligned[1])
+
+
+def _labelled_words(tokenizer, sentences: list[list[str]], labels: list[list[int]], split: str,
+                    side: str) -> list[list[int]]:
+    """Per row, the words whose first sub-token `labels` labels, in order. Truncation keeps a prefix of the tokens,
+    so they are the first words of the untruncated tokenization, as many as the row has labels."""
+    encoded = tokenizer(sentences, is_split_into_words=True)
+    words = []
+    for row, row_labels in enumerate(labels):
+        ids = [word for word in encoded.word_ids(row) if word is not None]
+        first_token_words = [word for i, word in enumerate(ids) if i == 0 or word != ids[i - 1]]
+        labelled = sum(label != IGNORE_INDEX for label in row_labels)
+        if labelled > len(first_token_words):
+            raise ValueError(
+                f"Row {row} of the {split!r} split labels more tokens than it has words on the {side}'s side: "
+                "`label_all_tokens` labels every sub-token, which another tokenizer splits differently. Drop "
+                "`label_all_tokens` for a student with its own tokenizer."
+            )
+        words.append(first_token_words[:labelled])
+    return words
