@@ -89,16 +89,27 @@ def test_both_tokenizations_of_a_row_stay_together_through_shuffled_epochs_and_t
     assert not torch.equal(batch["input_ids"], batch["student_input_ids"])  # the ids really differ
 
 
-def test_kd_runs_each_model_on_its_own_ids(tmp_path, tiny_sst2_dir):
-    trainer, _, _ = cross_trainer(tmp_path, tiny_sst2_dir, method="kd", alpha=0.5, temperature=2.0)
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
-    loss = trainer.compute_loss(trainer.model.train(), dict(batch))
+def logits_on_own_ids(trainer, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's logits on `student_input_ids`, ..., and the teacher's on `input_ids`, ..."""
     with torch.no_grad():
         s = trainer.model(input_ids=batch["student_input_ids"], attention_mask=batch["student_attention_mask"],
                           token_type_ids=batch["student_token_type_ids"]).logits
         t = trainer.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"]).logits
-    kd = (F.softmax(t / 2, -1) * (F.log_softmax(t / 2, -1) - F.log_softmax(s / 2, -1))).sum(-1) * 4
+    return s, t
+
+
+def kd_at_temperature_2(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Hinton's T² · KL(softmax(t/T) ‖ softmax(s/T)) per prediction, T = 2."""
+    return (F.softmax(t / 2, -1) * (F.log_softmax(t / 2, -1) - F.log_softmax(s / 2, -1))).sum(-1) * 4
+
+
+def test_kd_runs_each_model_on_its_own_ids(tmp_path, tiny_sst2_dir):
+    trainer, _, _ = cross_trainer(tmp_path, tiny_sst2_dir, method="kd", alpha=0.5, temperature=2.0)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    loss = trainer.compute_loss(trainer.model.train(), dict(batch))
+    s, t = logits_on_own_ids(trainer, batch)
+    kd = kd_at_temperature_2(s, t)
     expected = 0.5 * kd.mean() + 0.5 * F.cross_entropy(s, batch["labels"])
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
 
@@ -185,17 +196,13 @@ def test_per_token_kd_across_tokenizers_compares_each_word_on_both_sides(tmp_pat
     batch = trainer.data_collator([data["train"][i] for i in range(3)])
     assert batch["student_labels"].shape == batch["student_input_ids"].shape  # padded on the student's side
     loss = trainer.compute_loss(trainer.model.train(), dict(batch))
-    with torch.no_grad():
-        s = trainer.model(input_ids=batch["student_input_ids"], attention_mask=batch["student_attention_mask"],
-                          token_type_ids=batch["student_token_type_ids"]).logits
-        t = trainer.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            token_type_ids=batch["token_type_ids"]).logits
+    s, t = logits_on_own_ids(trainer, batch)
     # By hand: the i-th labelled token on each side is the i-th word both kept (3 + 3 + 3 of 10 words).
     s, t = s[batch["student_labels"] != -100], t[batch["labels"] != -100]
     y = batch["student_labels"][batch["student_labels"] != -100]
     assert len(s) == len(t) == 9 and y.tolist() == batch["labels"][batch["labels"] != -100].tolist()
-    kl = (F.softmax(t / 2, -1) * (F.log_softmax(t / 2, -1) - F.log_softmax(s / 2, -1))).sum(-1) * 4
-    torch.testing.assert_close(loss.detach(), 0.5 * kl.mean() + 0.5 * F.cross_entropy(s, y), rtol=1e-5, atol=1e-6)
+    expected = 0.5 * kd_at_temperature_2(s, t).mean() + 0.5 * F.cross_entropy(s, y)
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
     # Evaluation scores the student's predictions against its own tokens' labels.
     output = trainer.predict(data["validation"])
     assert output.label_ids.shape == output.predictions.shape[:2]
