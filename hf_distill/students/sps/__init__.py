@@ -45,10 +45,11 @@ _AUTO_CLASS_BY_SUFFIX = {
     "ForSequenceClassification": AutoModelForSequenceClassification,
     "ForTokenClassification": AutoModelForTokenClassification,
 }
-# Every SPS model class: BERT's own, and the stock classes of the other encoders with a shared layer list.
-_SPS_MODEL_CLASSES = [SPSBertModel, SPSBertForSequenceClassification, SPSBertForTokenClassification] + [
-    getattr(modeling_sps_encoder, name) for name in modeling_sps_encoder.__all__ if name != "SharedLayerList"
-]
+# The stock classes of the other encoders with a shared layer list, and every SPS model class (BERT's own too).
+_ENCODER_SPS_CLASSES = [getattr(modeling_sps_encoder, name) for name in modeling_sps_encoder.__all__
+                        if name != "SharedLayerList"]
+_SPS_MODEL_CLASSES = [SPSBertModel, SPSBertForSequenceClassification, SPSBertForTokenClassification,
+                      *_ENCODER_SPS_CLASSES]
 for _model_class in _SPS_MODEL_CLASSES:
     _auto_class = next(auto for end, auto in _AUTO_CLASS_BY_SUFFIX.items() if _model_class.__name__.endswith(end))
     _config_class = _model_class.config_class
@@ -67,7 +68,7 @@ _STUDENT_CLASS_BY_TEACHER_CLASS: dict[type[PreTrainedModel], type[PreTrainedMode
     BertForTokenClassification: SPSBertForTokenClassification,
 } | {
     model_class.__bases__[-1]: model_class
-    for model_class in _SPS_MODEL_CLASSES[3:]
+    for model_class in _ENCODER_SPS_CLASSES
     if not model_class.__name__.endswith("Model")
 }
 
