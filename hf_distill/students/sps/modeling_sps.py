@@ -96,6 +96,13 @@ class SPSBertPreTrainedModel(BertPreTrainedModel):
     # Hidden states and attentions are collected by SPSBertEncoder, which sees both passes of each layer.
     _can_record_outputs = None
 
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        raise ValueError(
+            f"{type(self).__name__} cannot use gradient checkpointing: the backward pass would recompute each shared "
+            "layer's second pass without its Query/Key swap. Drop `--gradient_checkpointing` (or train a plain "
+            "student, `--student_arch plain`)."
+        )
+
 
 class SPSBertModel(SPSBertPreTrainedModel):
     """BERT embeddings, the SPS encoder (k stored layers, 2k executed) and BERT's pooler."""

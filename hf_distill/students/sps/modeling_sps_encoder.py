@@ -169,6 +169,13 @@ class SharedLayersMixin:
         swap = type(self).query_key_swapped
         setattr(parent, name, SharedLayerList(getattr(parent, name), swap, config.shuffle_qk))
 
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        raise ValueError(
+            f"{type(self).__name__} cannot use gradient checkpointing: the backward pass would recompute each shared "
+            "layer's second pass without its Query/Key swap. Drop `--gradient_checkpointing` (or train a plain "
+            "student, `--student_arch plain`)."
+        )
+
 
 class _BertLayerSharing(SharedLayersMixin):
     stored_layers_path = "encoder.layer"
