@@ -720,7 +720,10 @@ def git_state(repo: Path = REPO) -> tuple[str, bool]:
     every run after the first in a clone as "with uncommitted changes" while the code was the committed one.
     """
     def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=repo, capture_output=True, text=True).stdout.strip()
+        try:
+            return subprocess.run(["git", *cmd], cwd=repo, capture_output=True, text=True).stdout.strip()
+        except FileNotFoundError:  # no git on this machine (a copied tree on a GPU box, say): the commit is unknown
+            return ""
 
     changes = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results")
     return git("rev-parse", "HEAD") or "unknown", bool(changes)
