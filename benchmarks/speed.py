@@ -48,6 +48,22 @@ from hf_distill.summary import count_parameters, format_markdown_table, make_lat
 from hf_distill.teacher_cache import CACHE_ROW_COLUMN, load_or_build_teacher_cache  # noqa: E402
 
 TRAIN_VARIANTS = ("plain", "kd_online", "pkd_online", "kd_cached", "pkd_cached")
+# The bf16 paths, timed where the hardware has bf16 (`--bf16_variants auto`): the student trained under Trainer's
+# bf16 autocast (`--bf16`) and/or the teacher held in bf16 (`--teacher_dtype bfloat16`, what `auto` picks there).
+BF16_TRAIN_VARIANTS = ("plain_bf16", "kd_online_bf16_teacher", "kd_online_bf16", "kd_cached_bf16")
+# Per training variant: (method or None for plain fine-tuning, reads the teacher cache, student under `--bf16`,
+# teacher dtype). The float32 teacher is the one the fp32 ratios are defined with.
+VARIANT_SPECS = {
+    "plain": (None, False, False, "float32"),
+    "kd_online": ("kd", False, False, "float32"),
+    "pkd_online": ("pkd", False, False, "float32"),
+    "kd_cached": ("kd", True, False, "float32"),
+    "pkd_cached": ("pkd", True, False, "float32"),
+    "plain_bf16": (None, False, True, "float32"),
+    "kd_online_bf16_teacher": ("kd", False, False, "bfloat16"),
+    "kd_online_bf16": ("kd", False, True, "bfloat16"),
+    "kd_cached_bf16": ("kd", True, True, "float32"),
+}
 TEACHER_VARIANTS = ("teacher_fwd",)
 # Alternatives to the teacher's no-grad forward, timed with `--fast_path_variants`.
 FAST_PATH_VARIANTS = ("teacher_fwd_inference_mode", "teacher_fwd_bf16_autocast")
@@ -57,6 +73,10 @@ DESCRIPTIONS = {
     "pkd_online": "PKD, teacher online",
     "kd_cached": "KD from the teacher cache",
     "pkd_cached": "PKD from the teacher cache",
+    "plain_bf16": "plain fine-tuning, student under bf16 autocast (`--bf16`)",
+    "kd_online_bf16_teacher": "KD, teacher online held in bf16 (`--teacher_dtype bfloat16`), student fp32",
+    "kd_online_bf16": "KD, teacher online in bf16, student under bf16 autocast (`--bf16`)",
+    "kd_cached_bf16": "KD from the teacher cache, student under bf16 autocast (`--bf16`)",
     "teacher_fwd": "teacher forward alone (`no_grad`)",
     "teacher_fwd_inference_mode": "teacher forward alone (`inference_mode`)",
     "teacher_fwd_bf16_autocast": "teacher forward alone (`no_grad`, bf16 autocast)",
@@ -79,12 +99,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fast_path_variants", action="store_true",
         help="Also time the teacher forward under inference_mode and under bf16 autocast.",
     )
+    parser.add_argument(
+        "--bf16_variants", choices=("auto", "on", "off"), default="auto",
+        help="Time the bf16 training paths (BF16_TRAIN_VARIANTS); auto: where `--teacher_dtype auto` picks bf16 "
+        "(GPUs with bf16, CPUs with AMX or AVX512-BF16).",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--skip_memory", action="store_true", help="Skip the per-variant peak-memory processes.")
     parser.add_argument("--output_dir", default=str(REPO_ROOT / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=None, help="Where the caches go (default: a temporary folder).")
     parser.add_argument("--memory_probe", default=None, help=argparse.SUPPRESS)  # internal: one variant, print JSON
     return parser.parse_args(argv)
+
+
+def wants_bf16_variants(args: argparse.Namespace) -> bool:
+    """`--bf16_variants`: on, off, or (auto) where the package's own `--teacher_dtype auto` picks bf16."""
+    if args.bf16_variants != "auto":
+        return args.bf16_variants == "on"
+    from hf_distill.teacher_cache import resolve_teacher_dtype
+
+    return resolve_teacher_dtype("auto", args.device) is torch.bfloat16
 
 
 def default_teacher() -> str:
@@ -110,9 +144,9 @@ class Setup:
         self.train = tokenize_dataset(raw, self.tokenizer, task, args.seq_length)["train"]
         self.collator = DataCollatorWithPadding(self.tokenizer, padding="max_length", max_length=args.seq_length)
         self.cache_build_s: dict[str, float] = {}
-        self.trainers = {name: self._trainer(name, work_dir) for name in variants if name in TRAIN_VARIANTS}
+        self.trainers = {name: self._trainer(name, work_dir) for name in variants if name in VARIANT_SPECS}
         # Same rows, same order for every variant; the cached trainers' copy carries the cache row column.
-        source = next((t.train_dataset for n, t in self.trainers.items() if n.endswith("cached")), self.train)
+        source = next((t.train_dataset for n, t in self.trainers.items() if VARIANT_SPECS[n][1]), self.train)
         loader = DataLoader(source, batch_size=args.batch_size, collate_fn=self.collator)
         self.batches = [{k: v.to(args.device) for k, v in batch.items()} for batch in loader]
 
@@ -123,19 +157,25 @@ class Setup:
             use_cpu=self.args.device == "cpu",
         )
         student = copy.deepcopy(self.student)
-        if name == "plain":
+        method, cached, bf16_student, teacher_dtype = VARIANT_SPECS[name]
+        common["bf16"] = bf16_student
+        if method is None:
             trainer = Trainer(model=student, args=TrainingArguments(**common), train_dataset=self.train)
         else:
-            method, mode = name.split("_")
-            cache = str(work_dir / f"cache-{method}") if mode == "cached" else None
-            if cache:
+            cache = str(work_dir / f"cache-{method}") if cached else None
+            if cache and method not in self.cache_build_s:
                 self._build_cache(cache, method)
-            # The float32 teacher the ratios are defined with: on bf16 hardware `auto` would cast the shared teacher
-            # (and the cache it was built as) to bf16 in place.
+            # Never `auto`: on bf16 hardware it would cast the shared float32 teacher (and the cache it was built
+            # as) in place; a bf16 teacher is a copy of its own.
+            teacher = self.teacher if teacher_dtype == "float32" else copy.deepcopy(self.teacher)
             trainer = DistillationTrainer(
-                model=student, teacher_model=self.teacher, train_dataset=self.train,
-                args=DistillationConfig(method=method, teacher_cache=cache, teacher_dtype="float32", **common),
+                model=student, teacher_model=teacher, train_dataset=self.train,
+                args=DistillationConfig(method=method, teacher_cache=cache, teacher_dtype=teacher_dtype, **common),
             )
+        if bf16_student:
+            # What `train()` does: Accelerate wraps the forward in bf16 autocast (outputs back in fp32), so the
+            # losses are computed in fp32 from the autocast logits, as in a real `--bf16` run.
+            trainer.model = trainer.accelerator.prepare_model(trainer.model)
         trainer.create_optimizer()
         trainer.current_gradient_accumulation_steps = 1  # set by `train()`, read by `training_step`
         return trainer
@@ -152,10 +192,11 @@ class Setup:
 
     def step_fn(self, name: str) -> Callable[[dict], None]:
         """One training step (forward, loss, backward, optimizer step) or one teacher forward."""
-        if name in TRAIN_VARIANTS:
+        if name in VARIANT_SPECS:
             trainer = self.trainers[name]
-            keep = (*MODEL_INPUTS, "labels", *((CACHE_ROW_COLUMN,) if name.endswith("cached") else ()))
-            counted = None if name == "plain" else torch.tensor(self.args.batch_size, device=self.args.device)
+            method, cached = VARIANT_SPECS[name][:2]
+            keep = (*MODEL_INPUTS, "labels", *((CACHE_ROW_COLUMN,) if cached else ()))
+            counted = None if method is None else torch.tensor(self.args.batch_size, device=self.args.device)
 
             def train_step(batch: dict) -> None:
                 trainer.training_step(trainer.model, {k: v for k, v in batch.items() if k in keep}, counted)
@@ -281,7 +322,7 @@ def cpu_name() -> str:
 
 
 def summarize(times: dict[str, list[float]]) -> tuple[dict, dict]:
-    """Medians, and the targets as medians of per-round ratios."""
+    """Medians, and the targets as medians of per-round ratios (the bf16 ones when those variants ran)."""
     medians = {name: statistics.median(values) for name, values in times.items()}
 
     def ratio(numerator: str, *denominator: str) -> float:
@@ -296,6 +337,14 @@ def summarize(times: dict[str, list[float]]) -> tuple[dict, dict]:
         targets[f"{method} online / (plain step + teacher forward)"] = {
             "value": value, "target": "≤ 1.05", "met": value <= 1.05,
         }
+    # Distillation on the bf16 paths against today's plain fp32 fine-tuning step (issue 19's targets).
+    for variant, bound in (("kd_online_bf16_teacher", 1.15), ("kd_cached_bf16", 0.8)):
+        if variant in times:
+            value = ratio(variant, "plain")
+            targets[f"{variant} / plain fp32 step"] = {"value": value, "target": f"≤ {bound:g}", "met": value <= bound}
+    for variant in ("plain_bf16", "kd_online_bf16"):
+        if variant in times:
+            targets[f"{variant} / plain fp32 step"] = {"value": ratio(variant, "plain"), "target": "–", "met": "–"}
     return medians, targets
 
 
@@ -357,9 +406,11 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(args.work_dir or tmp)
-        setup = Setup(args, work_dir, TRAIN_VARIANTS)
+        bf16_variants = BF16_TRAIN_VARIANTS if wants_bf16_variants(args) else ()
+        setup = Setup(args, work_dir, TRAIN_VARIANTS + bf16_variants)
         loss_gap = cached_vs_online_loss_gap(setup)
-        names = TRAIN_VARIANTS + TEACHER_VARIANTS + (FAST_PATH_VARIANTS if args.fast_path_variants else ())
+        names = (TRAIN_VARIANTS + bf16_variants + TEACHER_VARIANTS
+                 + (FAST_PATH_VARIANTS if args.fast_path_variants else ()))
         times = time_interleaved(setup, names)
         medians, targets = summarize(times)
         inference = inference_latency(setup)
@@ -367,7 +418,9 @@ def main(argv: list[str] | None = None) -> dict:
         targets["student speed-up over the teacher at batch 32"] = {
             "value": speed_up, "target": "≥ 1.8", "met": speed_up >= 1.8,
         }
-        memory = {} if args.skip_memory else {name: peak_memory_mb(args, work_dir, name) for name in TRAIN_VARIANTS}
+        memory = {} if args.skip_memory else {
+            name: peak_memory_mb(args, work_dir, name) for name in TRAIN_VARIANTS + bf16_variants
+        }
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     results = {
         "command": "HF_HUB_OFFLINE=1 python " + shlex.join([os.path.relpath(__file__, REPO_ROOT), *sys.argv[1:]]),

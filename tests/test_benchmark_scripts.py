@@ -205,12 +205,19 @@ def test_teacher_dtype_runs_kd_per_dtype_and_compares_the_caches(
          "--results_dir", str(tmp_path / "results"), "--glue_dir", str(tmp_path), "--seeds", "42"]
     )
     rows = payload["rows"]
-    assert [row["teacher_dtype"] for row in rows] == ["float32", "bfloat16"]
+    assert [(row["teacher_dtype"], row["bf16_student"]) for row in rows] == [
+        ("float32", False), ("bfloat16", False), ("bfloat16", True)]
     assert all(row["seeds_ok"] == 1 and row["teacher_accuracy"] is not None for row in rows)
+    # The --bf16 student's cell trained under bf16 autocast and read the bf16 teacher's cache.
+    fast_run = tmp_path / "dtype" / "bfloat16_bf16_student" / "seed42"
+    assert torch.load(fast_run / "training_args.bin", weights_only=False).bf16 is True
+    assert json.loads((fast_run / "distillation_config.json").read_text())["teacher_dtype"] == "bfloat16"
     cache = payload["meta"]["cache"]
     assert cache["dtypes"] == ["float32", "bfloat16"]
     assert 0 < cache["max_abs_logit_diff"] < 0.1  # bf16 rounds the teacher's outputs, by little
-    assert "bf16 − fp32 student:" in (tmp_path / "results" / "teacher_dtype_sst2.md").read_text()
+    assert payload["meta"]["fast_path_wall_ratio"] > 0
+    table = (tmp_path / "results" / "teacher_dtype_sst2.md").read_text()
+    assert "bf16 teacher − fp32:" in table and "bf16 teacher and `--bf16` student − fp32:" in table
 
 
 def test_transfer_jobs_run_each_methods_first_seed_before_its_others_and_keep_the_seed_order(
