@@ -12,13 +12,11 @@ PyTorch.
 - `python -m hf_distill.export <model_dir> [--quantize] [--output_dir DIR]`; `run_distill.py --export onnx
   [--quantize dynamic]` (`ExportArguments`) exports the student it saved and adds the ONNX rows to its closing table.
 
-Every student exports: truncated BERT-family students (any head the Auto classes load), SPS (the BERT student's
-second pass swaps Query and Key with `torch.func.functional_call`, which the TorchScript tracer refuses, so the
-export traces an equivalent pass that swaps the two `nn.Linear` modules; the other encoders' SPS students swap
-modules already) and the BiLSTM (packed sequences export to an ONNX `LSTM`
-with `sequence_lens`; the export traces an equivalent `run_lstm` without the stable sort and without the packed
-final state, which the ONNX exporter cannot convert). Each of these export-time passes is checked against the
-unmodified PyTorch model by the equivalence check, so a divergence fails the export instead of shipping.
+Every student exports: truncated BERT-family students (any head the Auto classes load), SPS (the second pass swaps
+the Query and Key modules, which the tracer follows like any forward) and the BiLSTM (packed sequences export to an
+ONNX `LSTM` with `sequence_lens`; the export traces an equivalent `run_lstm` without the stable sort and without the
+packed final state, which the ONNX exporter cannot convert). That export-time pass is checked against the unmodified
+PyTorch model by the equivalence check, so a divergence fails the export instead of shipping.
 
 onnx, onnxruntime (and onnxscript, for the torch.export fallback) are the `onnx` extra: `pip install -e ".[onnx]"`.
 """
@@ -217,30 +215,6 @@ def _input_names(model: PreTrainedModel, tokenizer) -> list[str]:
 # --- export-time passes -------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _query_key_swapped(layer: nn.Module) -> Iterator[None]:
-    """`layer`'s self-attention with its Query and Key `nn.Linear` modules exchanged (the same parameters)."""
-    attention = layer.attention.self
-    attention.query, attention.key = attention.key, attention.query
-    try:
-        yield
-    finally:
-        attention.query, attention.key = attention.key, attention.query
-
-
-def _sps_encoder_export_forward(self, hidden_states, attention_mask, *args, **kwargs):
-    """`SPSBertEncoder.forward` for tracing: the Q/K swap of the second pass by exchanging modules instead of
-    `torch.func.functional_call` (which the TorchScript tracer refuses). Returns the last hidden state only."""
-    for second_pass in (False, True):
-        for layer in self.layer:
-            if second_pass and self.config.shuffle_qk:
-                with _query_key_swapped(layer):
-                    hidden_states = layer(hidden_states, attention_mask)
-            else:
-                hidden_states = layer(hidden_states, attention_mask)
-    return hidden_states, None, None
-
-
 def _bilstm_export_run_lstm(self, input_ids: torch.Tensor, selected: torch.Tensor):
     """`BiLSTMPreTrainedModel.run_lstm` for tracing, with the same results:
 
@@ -279,12 +253,9 @@ def _bilstm_export_run_lstm(self, input_ids: torch.Tensor, selected: torch.Tenso
 
 @contextlib.contextmanager
 def _export_passes(model: nn.Module) -> Iterator[None]:
-    """Install the export-time passes on `model`'s instances (SPS encoder, BiLSTM); removed on exit."""
+    """Install the export-time pass on `model`'s BiLSTM instances; removed on exit."""
     patched = []
     for module in model.modules():
-        if type(module).__name__ == "SPSBertEncoder":
-            module.forward = types.MethodType(_sps_encoder_export_forward, module)
-            patched.append((module, "forward"))
         if _is_bilstm(module):
             module.run_lstm = types.MethodType(_bilstm_export_run_lstm, module)
             patched.append((module, "run_lstm"))

@@ -153,10 +153,13 @@ def test_attentions_cover_every_executed_layer():
     with torch.no_grad():
         out = sps(**batch(), output_attentions=True)
         ref = plain(**batch(), output_attentions=True)
-    assert len(out.attentions) == 2 * K
+        # transformers installs its output-recording hooks at the first call; later calls must not add any.
+        hooks = [len(layer.attention.self._forward_hooks) for layer in sps.bert.encoder.layer]
+        again = sps(**batch(), output_attentions=True)
+    assert len(out.attentions) == len(again.attentions) == 2 * K
     for ours, theirs in zip(out.attentions, ref.attentions):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
-    assert all(not layer.attention.self._forward_hooks for layer in sps.bert.encoder.layer)
+    assert [len(layer.attention.self._forward_hooks) for layer in sps.bert.encoder.layer] == hooks
     with pytest.raises(ValueError, match="attn_implementation='eager'"):
         make_sps(attn="sdpa")(**batch(), output_attentions=True)
 

@@ -1,9 +1,9 @@
 """PeaKD's shuffled-parameter-sharing (SPS) students: Auto-class registration and `build_sps_student`.
 
-One student per teacher architecture: BERT (`SPSBertConfig`, model_type "hf_distill_sps_bert", its own encoder in
-`modeling_sps.py`), and RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3 and ModernBERT
-(`SPSRobertaConfig` … `SPSModernBertConfig`, model_type "hf_distill_sps_" + the teacher's with "-" as "_": the stock
-models with a shared layer list, `modeling_sps_encoder.py`).
+One student per teacher architecture, each the stock model with a shared layer list (`shared_layers.py`): BERT
+(`SPSBertConfig`, model_type "hf_distill_sps_bert", `modeling_sps.py`), and RoBERTa, XLM-R, CamemBERT, ELECTRA,
+DistilBERT, DeBERTa-v2/v3 and ModernBERT (`SPSRobertaConfig` … `SPSModernBertConfig`, model_type "hf_distill_sps_" +
+the teacher's with "-" as "_", `modeling_sps_encoder.py`).
 
 Importing this package registers each config with `AutoConfig`, `AutoModel`, `AutoModelForSequenceClassification`
 and `AutoModelForTokenClassification`, and marks the classes for `register_for_auto_class`, so `save_pretrained`
@@ -19,8 +19,6 @@ from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    BertForSequenceClassification,
-    BertForTokenClassification,
     PreTrainedModel,
 )
 from transformers.utils import logging
@@ -29,14 +27,9 @@ from ..layer_selection import copy_selected_layers, resolve_student_layer_ids, s
 from . import configuration_sps_encoder, modeling_sps_encoder
 from .configuration_sps import SPSBertConfig
 from .configuration_sps_encoder import *  # noqa: F403 (the SPS configs, each listed in its module's __all__)
-from .modeling_sps import (
-    SPSBertClassifier,
-    SPSBertForSequenceClassification,
-    SPSBertForTokenClassification,
-    SPSBertModel,
-    SPSBertPreTrainedModel,
-)
+from .modeling_sps import SPSBertForSequenceClassification, SPSBertForTokenClassification, SPSBertModel
 from .modeling_sps_encoder import *  # noqa: F403 (the SPS model classes of the other encoders)
+from .shared_layers import SharedLayerList
 
 logger = logging.get_logger(__name__)
 
@@ -45,11 +38,9 @@ _AUTO_CLASS_BY_SUFFIX = {
     "ForSequenceClassification": AutoModelForSequenceClassification,
     "ForTokenClassification": AutoModelForTokenClassification,
 }
-# The stock classes of the other encoders with a shared layer list, and every SPS model class (BERT's own too).
-_ENCODER_SPS_CLASSES = [getattr(modeling_sps_encoder, name) for name in modeling_sps_encoder.__all__
-                        if name != "SharedLayerList"]
+# Every SPS model class: a stock class (its last base) with a shared layer list.
 _SPS_MODEL_CLASSES = [SPSBertModel, SPSBertForSequenceClassification, SPSBertForTokenClassification,
-                      *_ENCODER_SPS_CLASSES]
+                      *(getattr(modeling_sps_encoder, name) for name in modeling_sps_encoder.__all__)]
 for _model_class in _SPS_MODEL_CLASSES:
     _auto_class = next(auto for end, auto in _AUTO_CLASS_BY_SUFFIX.items() if _model_class.__name__.endswith(end))
     _config_class = _model_class.config_class
@@ -61,14 +52,11 @@ for _model_class in _SPS_MODEL_CLASSES:
 
 # Teacher config entries that describe the teacher's class, not the architecture the student inherits.
 _TEACHER_ONLY_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path")
-# The SPS head built for each teacher head: same attribute names, so every student tensor has a teacher source. The
-# other encoders' SPS heads derive from the stock head they are built for (their last base class).
+# The SPS head built for each teacher head: the stock head it derives from (its last base class), so every student
+# tensor has a teacher source.
 _STUDENT_CLASS_BY_TEACHER_CLASS: dict[type[PreTrainedModel], type[PreTrainedModel]] = {
-    BertForSequenceClassification: SPSBertForSequenceClassification,
-    BertForTokenClassification: SPSBertForTokenClassification,
-} | {
     model_class.__bases__[-1]: model_class
-    for model_class in _ENCODER_SPS_CLASSES
+    for model_class in _SPS_MODEL_CLASSES
     if not model_class.__name__.endswith("Model")
 }
 
@@ -138,12 +126,11 @@ def build_sps_student(
 
 
 __all__ = [
-    "SPSBertClassifier",
     "SPSBertConfig",
     "SPSBertForSequenceClassification",
     "SPSBertForTokenClassification",
     "SPSBertModel",
-    "SPSBertPreTrainedModel",
+    "SharedLayerList",
     "build_sps_student",
     *modeling_sps_encoder.__all__,
     *[name for name in configuration_sps_encoder.__all__ if name != "SharedLayersConfigFields"],
