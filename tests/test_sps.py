@@ -1,6 +1,7 @@
 """SPS student: equivalence with an unrolled plain 2k-layer BERT, gradients, masks, save/load, and the builder."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -272,3 +273,20 @@ def test_build_copies_the_chosen_teacher_layers():
 def test_build_rejects_bad_layer_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_sps_student(make_tiny_bert(0), **kwargs)
+
+
+def test_a_student_saved_by_the_former_own_encoder_loads_with_the_same_outputs():
+    """tests/data/sps_bert_own_encoder: a 2-layer SPS BERT student (weights noised, so that the swap matters: without
+    it the logits move by 0.09) saved by commit 86f3072, whose student had its own encoder (the second pass through
+    `torch.func.functional_call`), with that code's outputs. Today's stock-class student reads the same model type
+    and tensors and computes the same values."""
+    folder = Path(__file__).parent / "data" / "sps_bert_own_encoder"
+    expected = json.loads((folder / "expected.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert type(model) is SPSBertForSequenceClassification and model.config.num_hidden_layers == 2
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(expected["input_ids"]),
+                    attention_mask=torch.tensor(expected["attention_mask"]), output_hidden_states=True)
+    torch.testing.assert_close(out.logits, torch.tensor(expected["logits"]), atol=1e-6, rtol=0)
+    assert len(out.hidden_states) == expected["num_hidden_states"] == 5
+    assert out.hidden_states[-1].sum().item() == pytest.approx(expected["last_hidden_state_sum"], abs=1e-4)
