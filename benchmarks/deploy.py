@@ -91,6 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+# The CPU's vector and matrix instruction sets int8 (VNNI, AMX-INT8) and bf16 (AVX512-BF16, AMX-BF16) speed depend on,
+# as /proc/cpuinfo names them; AVX2 and AVX512F are the baselines.
+MATRIX_CPU_FLAGS = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
 def machine(threads: int) -> dict:
     import onnxruntime
     import torch
@@ -99,7 +104,10 @@ def machine(threads: int) -> dict:
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     return {"cpu": cpu or platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": threads,
+            # What int8 and bf16 speed depend on: these differ between machines of the same CPU name.
+            "cpu_features": [flag for flag in MATRIX_CPU_FLAGS if flag in flags],
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__, "python": platform.python_version()}
 
@@ -250,7 +258,8 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
     sizes, seq, host = meta["batch_sizes"], meta["latency_seq"], meta["machine"]
     lines = [
         *results_header(f"Deployment on CPU: {meta['task']} teacher and student, PyTorch and ONNX", meta),
-        f"Machine: {host['cpu']} ({host['cpu_count']} cores); intra-op threads (PyTorch and onnxruntime): "
+        f"Machine: {host['cpu']} ({host['cpu_count']} cores; {', '.join(host.get('cpu_features', [])) or 'no AVX2'}); "
+        "intra-op threads (PyTorch and onnxruntime): "
         f"{host['threads']}; torch {host['torch']}, onnxruntime {host['onnxruntime']}, transformers "
         f"{host['transformers']}.  ",
         f"Teacher: `{meta['teacher_dir']}`; student: `{meta['student_dir']}`.", "",
