@@ -93,7 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # The CPU's vector and matrix instruction sets int8 (VNNI, AMX-INT8) and bf16 (AVX512-BF16, AMX-BF16) speed depend on,
 # as /proc/cpuinfo names them; AVX2 and AVX512F are the baselines.
-MATRIX_CPU_FLAGS = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+SPEED_CPU_FLAGS = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def machine(threads: int) -> dict:
@@ -107,7 +107,7 @@ def machine(threads: int) -> dict:
     flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     return {"cpu": cpu or platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": threads,
             # What int8 and bf16 speed depend on: these differ between machines of the same CPU name.
-            "cpu_features": [flag for flag in MATRIX_CPU_FLAGS if flag in flags],
+            "cpu_features": [flag for flag in SPEED_CPU_FLAGS if flag in flags],
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__, "python": platform.python_version()}
 

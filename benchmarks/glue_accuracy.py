@@ -298,6 +298,18 @@ def run_concurrently(calls: list[Callable[[], object]], jobs: int) -> list:
         return list(pool.map(lambda call: call(), calls))
 
 
+def run_first_seeds_then_rest(first_calls: list[Callable[[], object]],
+                              rest_calls: Callable[[int, object], list[Callable[[], object]]], jobs: int) -> list:
+    """Two rounds, each as concurrent as `jobs` allows: `first_calls` (one per method: its first seed, the cell that
+    builds the method's teacher cache, so no two cells ever write one), then, all together, the calls
+    `rest_calls(i, result of first_calls[i])` gives for each method (its other seeds). Returns, per method, the first
+    call's result and the list of the other calls' results, in the calls' order."""
+    firsts = run_concurrently(first_calls, jobs)
+    groups = [rest_calls(index, first) for index, first in enumerate(firsts)]
+    results = iter(run_concurrently([call for group in groups for call in group], jobs))
+    return [(first, [next(results) for _ in group]) for first, group in zip(firsts, groups)]
+
+
 def set_cell_threads(jobs: int) -> None:
     """Split the cores between `jobs` concurrent cells (see CELL_THREADS)."""
     global CELL_THREADS
@@ -804,16 +816,15 @@ def main(argv: list[str] | None = None) -> dict:
                 setting, trials = search_setting(args, method, task, settings, task_cache, seeds[0], extra, raw_cells)
             return setting, trials, method_cell(args, method, task, settings, task_cache, seeds[0], extra, setting)
 
-        # Two rounds, each as concurrent as --jobs allows: every method's first seed (which builds the teacher cache
-        # the method's other seeds read, so no two cells ever write one), then every other (method, seed) cell.
-        firsts = run_concurrently([lambda method=method: first_seed(method) for method in runnable], args.jobs)
-        others = [(method, seed, setting) for method, (setting, _, _) in zip(runnable, firsts) for seed in seeds[1:]]
-        later = iter(run_concurrently([
-            lambda method=method, seed=seed, setting=setting: method_cell(
-                args, method, task, settings, task_cache, seed, extra, setting)
-            for method, seed, setting in others], args.jobs))
-        trained = [(setting, trials, [first, *(next(later) for _ in seeds[1:])]) for setting, trials, first in firsts]
-        for method, (setting, trials, cells) in zip(runnable, trained):
+        def other_seeds(index: int, first: tuple) -> list[Callable[[], dict]]:
+            method, setting = runnable[index], first[0]  # the searched setting, if any, runs every seed
+            return [lambda seed=seed: method_cell(args, method, task, settings, task_cache, seed, extra, setting)
+                    for seed in seeds[1:]]
+
+        trained = run_first_seeds_then_rest([lambda method=method: first_seed(method) for method in runnable],
+                                            other_seeds, args.jobs)
+        for method, ((setting, trials, first), others) in zip(runnable, trained):
+            cells = [first, *others]
             raw_cells.update({f"{task}/{method}/seed{seed}": cell for seed, cell in zip(seeds, cells)})
             task_rows.append(summarize(task, method, cells))
             if trials is not None:

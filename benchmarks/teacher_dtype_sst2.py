@@ -67,6 +67,8 @@ def cache_logit_gap(float_cache: Path, half_cache: Path) -> dict:
 
 
 def main(argv=None) -> dict:
+    import torch
+
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     start = time.perf_counter()
@@ -74,8 +76,6 @@ def main(argv=None) -> dict:
     data, _ = shared_teacher(args.glue_dir, teacher_dir)
     cache = Path(args.cache_dir)
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    import torch
-
     # Trainer refuses `--bf16` on a machine without a GPU unless told to train on the CPU.
     bf16_flags = ["--bf16", *([] if torch.cuda.is_available() else ["--use_cpu", "true"])]
     rows = []

@@ -38,7 +38,7 @@ from glue_accuracy import (  # noqa: E402
     measure_latencies,
     results_header,
     run_cell,
-    run_concurrently,
+    run_first_seeds_then_rest,
     set_cell_threads,
     write_results,
 )
@@ -136,14 +136,12 @@ def main(argv=None) -> dict:
             "--teacher_cache", str(cache / f"teacher_cache_transfer_{args.transfer_rows}"), *common(seed, 2, 1e-4)],
             cache / f"kd_transfer_{args.transfer_rows}" / f"seed{seed}"),
     }
-    # Every method's first seed (which builds the method's teacher cache), then the other seeds, each round as
-    # concurrent as --jobs allows.
     set_cell_threads(args.jobs)
-    firsts = run_concurrently([lambda run=run: run(seeds[0]) for run in cell_runs.values()], args.jobs)
-    later = iter(run_concurrently([lambda run=run, seed=seed: run(seed) for run in cell_runs.values()
-                                   for seed in seeds[1:]], args.jobs))
-    cells: dict[str, list[dict]] = {method: [first, *(next(later) for _ in seeds[1:])]
-                                    for method, first in zip(cell_runs, firsts)}
+    runs = list(cell_runs.values())
+    per_method = run_first_seeds_then_rest(
+        [lambda run=run: run(seeds[0]) for run in runs],
+        lambda index, _: [lambda seed=seed, run=runs[index]: run(seed) for seed in seeds[1:]], args.jobs)
+    cells: dict[str, list[dict]] = {method: [first, *others] for method, (first, others) in zip(cell_runs, per_method)}
     teacher_accuracy = 100 * teacher["results"]["eval_accuracy"]
     rows = [{"method": "teacher", "name": "teacher (MiniLM-L6, 4,000 labelled rows)",
              "accuracy_mean": teacher_accuracy, "accuracy_std": 0.0, "seeds_ok": 1}]
