@@ -110,6 +110,14 @@ def deepspeed_guards() -> None:
     print("guards ok")
 
 
+def tear_down() -> None:
+    """Leave the process group together: a rank that destroyed it (closing its gloo connections) while its peer was
+    still finishing could take the peer down at exit (one CI run: rank 1 aborted with "terminate called without an
+    active exception" after both ranks had trained); the barrier makes both ranks done before either tears down."""
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
 def broadcast(teacher_dir: str, out_dir: str) -> None:
     """Ranks that loaded different weights hold rank 0's teacher after `prepare_teacher`."""
     torch.distributed.init_process_group("gloo")
@@ -124,7 +132,7 @@ def broadcast(teacher_dir: str, out_dir: str) -> None:
     assert engine is None and not teacher.training
     assert_same_state(checkpoint, teacher.state_dict(), f"rank {rank} teacher")
     (Path(out_dir) / f"rank{rank}.ok").write_text("ok")
-    torch.distributed.destroy_process_group()
+    tear_down()
 
 
 def checked_cross_tokenizer_run(sst2_dir: Path, out_dir: Path, epochs: int, teacher_cache: Path | None) -> dict:
@@ -189,7 +197,7 @@ def cross_tokenizer(sst2_dir: str, out_dir: str, epochs: str) -> None:
     reports = {name: checked_cross_tokenizer_run(Path(sst2_dir), out, int(epochs), cache)
                for name, cache in (("teacher", None), ("teacher cache", out / "cache"))}
     (out / f"rank{torch.distributed.get_rank()}.json").write_text(json.dumps(reports))
-    torch.distributed.destroy_process_group()
+    tear_down()
 
 
 if __name__ == "__main__":
