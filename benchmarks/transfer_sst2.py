@@ -9,8 +9,9 @@ student (the teacher's first 3 layers) is then trained, for each seed:
   unlabelled transfer rows (`--transfer_file`, labels never read), through the teacher cache.
 Writes `benchmarks/results/transfer_sst2{.json,.md}`:
 
-    python benchmarks/transfer_sst2.py                        # 16,000 transfer rows (CPU-sized)
-    python benchmarks/transfer_sst2.py --transfer_rows 63349 --jobs 6  # every remaining SST-2 row (GPU-sized)
+    python benchmarks/transfer_sst2.py                        # 16,000 transfer rows (2-core CPU: 9 min per seed)
+    python benchmarks/transfer_sst2.py --transfer_rows 63349  # every remaining SST-2 row (27 min per seed)
+    python benchmarks/transfer_sst2.py --transfer_rows 63349 --jobs 6  # the same on a GPU, cells side by side
 
 Cells run in subprocesses and are cached under `--cache_dir` like `glue_accuracy.py`'s (a rerun resumes); `--jobs N`
 trains up to N cells at once, as `glue_accuracy.py --jobs` does. Other `--transfer_rows` than the default write
