@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for member in teachers:
         check_labels_match_task(member, task, "teacher_model_name_or_path")
     student = build_student(student_args, config.method, intermediate, tokenizer, task, student_tokenizer)
-    check_max_seq_length(data_args.max_seq_length, student.config, "the student")
+    # A student with its own tokenizer reads rows truncated at `student_max_seq_length` (load_data refuses it else).
+    student_length_argument = "student_max_seq_length" if data_args.student_max_seq_length else "max_seq_length"
+    student_max_seq_length = getattr(data_args, student_length_argument)
+    check_max_seq_length(student_max_seq_length, student.config, "the student", student_length_argument)
     effective = {
         **config.effective_distillation_config(),
         **vars(teacher_args),
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         # From the saved student, by the processes that write: before the card and the push, which uploads `onnx/`.
         export_rows, export_metrics = onnx_summary_rows(
             trainer.model, export_args, task, student_tokenizer, tokenized["validation"],
-            make_collator(student_tokenizer, data_args, task), config)
+            make_collator(student_tokenizer, data_args, task, max_length=student_max_seq_length), config)
         trainer.save_metrics("onnx", export_metrics)
         metrics.update(export_metrics)
     table = summary_table(rows + export_rows)

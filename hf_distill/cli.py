@@ -274,6 +274,12 @@ def load_data(data_args: DataArguments, tokenizer, seed: int, student_tokenizer=
         )
         raw = add_transfer_rows(raw, transfer)
     tokenized = tokenize_dataset(raw, tokenizer, task, data_args.max_seq_length, data_args.label_all_tokens)
+    if student_tokenizer is None and data_args.student_max_seq_length is not None:
+        raise ValueError(
+            f"`student_max_seq_length` is {data_args.student_max_seq_length}, but the student reads the teacher's "
+            "tokens (no student tokenizer of its own), truncated at `max_seq_length`. Drop it, or set "
+            "`max_seq_length`."
+        )
     if student_tokenizer is not None:
         if data_args.label_all_tokens:
             raise ValueError(
@@ -297,15 +303,19 @@ def local_dataset(dataset_name: str | None) -> str | None:
     return dataset_name if dataset_name and Path(dataset_name).is_dir() else None
 
 
-def make_collator(tokenizer, data_args: DataArguments, task: TaskSpec, student_tokenizer=None):
-    """Pads each batch to its longest row, or to `max_seq_length` with `pad_to_max_length` (token classification:
-    its per-token labels too, with -100); with a `student_tokenizer`, each model's inputs with its own tokenizer."""
+def make_collator(tokenizer, data_args: DataArguments, task: TaskSpec, student_tokenizer=None,
+                  max_length: int | None = None):
+    """Pads each batch to its longest row, or to `max_length` (default `max_seq_length`) with `pad_to_max_length`
+    (token classification: its per-token labels too, with -100); with a `student_tokenizer`, each model's inputs with
+    its own tokenizer (the student's to `student_max_seq_length`)."""
     collator_class = DataCollatorForTokenClassification if task.is_token_classification else DataCollatorWithPadding
     if data_args.pad_to_max_length:
-        collator = collator_class(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
+        collator = collator_class(tokenizer, padding="max_length", max_length=max_length or data_args.max_seq_length)
     else:
         collator = collator_class(tokenizer)
-    return collator if student_tokenizer is None else TwoTokenizerCollator(collator, student_tokenizer)
+    if student_tokenizer is None:
+        return collator
+    return TwoTokenizerCollator(collator, student_tokenizer, data_args.student_max_seq_length)
 
 
 def report_metrics(trainer, split: str, metrics: dict[str, Any]) -> None:

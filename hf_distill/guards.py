@@ -164,16 +164,17 @@ def max_model_positions(config: PretrainedConfig) -> int | None:
     return positions
 
 
-def check_max_seq_length(max_seq_length: int, config: PretrainedConfig, model: str) -> None:
-    """`max_seq_length` must fit the position embeddings of `model` (described for the message, e.g. "the teacher
-    (`teacher_model_name_or_path`)")."""
+def check_max_seq_length(max_seq_length: int, config: PretrainedConfig, model: str,
+                         argument: str = "max_seq_length") -> None:
+    """`max_seq_length` (the value of `argument`) must fit the position embeddings of `model` (described for the
+    message, e.g. "the teacher (`teacher_model_name_or_path`)")."""
     if max_seq_length < 1:
-        raise ValueError(f"`max_seq_length` is {max_seq_length}; expected a positive number of tokens, e.g. 128.")
+        raise ValueError(f"`{argument}` is {max_seq_length}; expected a positive number of tokens, e.g. 128.")
     limit = max_model_positions(config)
     if limit is not None and max_seq_length > limit:
         raise ValueError(
-            f"`max_seq_length` is {max_seq_length}, but {model} reads at most {limit} tokens "
-            f"(max_position_embeddings={config.max_position_embeddings}). Pass `--max_seq_length {limit}` or less."
+            f"`{argument}` is {max_seq_length}, but {model} reads at most {limit} tokens "
+            f"(max_position_embeddings={config.max_position_embeddings}). Pass `--{argument} {limit}` or less."
         )
 
 

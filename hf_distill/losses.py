@@ -20,8 +20,8 @@ def _reduce(per_example: torch.Tensor, reduction: Reduction) -> torch.Tensor:
         return per_example
     if reduction == "sum":
         return per_example.sum()
-    if reduction == "mean":
-        return per_example.mean()
+    if reduction == "mean":  # of no rows: 0, as `hard_label_loss` gives, not 0 / 0
+        return per_example.sum() / max(per_example.numel(), 1)
     raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none', got {reduction!r}.")
 
 

@@ -341,6 +341,13 @@ class DistillationTrainer(LengthSortedEvaluation):
             # Cached teacher outputs of a token task hold the labelled positions only, already in this order.
             predictions = (student_outputs.logits[mask], teacher_logits if teacher_logits.dim() == 2 else
                            teacher_logits[self.prediction_mask(inputs, side="teacher")])
+            if predictions[0].shape != predictions[1].shape:
+                raise ValueError(
+                    f"The student predicts at {predictions[0].size(0)} labelled tokens of this batch, the teacher "
+                    f"at {predictions[1].size(0)}: the batch's `labels` select other tokens than the teacher's "
+                    "outputs were taken at. Keep the labels the data pipeline made (a custom `data_collator` must "
+                    "not change them), or rebuild the `teacher_cache` for this data."
+                )
             labels = labels[mask]
         is_multi_label = getattr(self.model.config, "problem_type", None) == MULTI_LABEL_CLASSIFICATION
         terms = method.loss_terms(
@@ -510,6 +517,20 @@ def _check_compatible(teacher: PreTrainedModel, student: nn.Module, cross_tokeni
     student_config = getattr(student, "config", None)
     if student_config is None:
         return
+    teacher_head = teacher.intermediate if isinstance(teacher, TeacherEnsemble) else teacher
+    if is_token_classifier(teacher_head) != is_token_classifier(student):
+        raise ValueError(
+            f"The teacher is a {type(teacher_head).__name__} but the student (`model`) a {type(student).__name__}: "
+            "one predicts per token, the other per row, so their predictions cannot be compared. Build the student "
+            "with the teacher's kind of head (`...ForTokenClassification` or `...ForSequenceClassification`)."
+        )
+    multi_label = [config.problem_type == MULTI_LABEL_CLASSIFICATION for config in (teacher.config, student_config)]
+    if multi_label[0] != multi_label[1]:
+        raise ValueError(
+            f"The teacher's problem_type is {teacher.config.problem_type!r} but the student's (`model`) is "
+            f"{student_config.problem_type!r}: multi-label distillation matches per-label sigmoids, single-label "
+            "a softmax, so both must be the same kind. Build the student with the teacher's `problem_type`."
+        )
     if teacher.config.num_labels != student_config.num_labels:
         raise ValueError(
             f"The teacher predicts {teacher.config.num_labels} labels but the student (`model`) predicts "

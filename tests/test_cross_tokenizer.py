@@ -240,6 +240,18 @@ def test_run_distill_into_a_student_with_its_own_tokenizer(tmp_path, tiny_teache
                           *SCRIPT_FLAGS])
 
 
+def test_each_side_pads_to_its_own_max_length(tmp_path, tiny_sst2_dir, tiny_teacher_dir):
+    _, _, data, student_tokenizer = cross_data(tiny_sst2_dir)
+    collator = TwoTokenizerCollator(DataCollatorWithPadding(make_tiny_tokenizer(), padding="max_length",
+                                                            max_length=40), student_tokenizer, student_max_length=48)
+    batch = collator([data["train"][i] for i in range(3)])
+    assert batch["input_ids"].shape == (3, 40) and batch["student_input_ids"].shape == (3, 48)
+    with pytest.raises(ValueError, match=r"`student_max_seq_length` is 48, but the student reads the teacher's"):
+        run_distill.main(["--method", "kd", "--teacher_model_name_or_path", str(tiny_teacher_dir),
+                          "--task_name", "sst2", "--data_dir", str(tiny_sst2_dir), "--student_layers", "1",
+                          "--student_max_seq_length", "48", "--output_dir", str(tmp_path / "out"), *SCRIPT_FLAGS])
+
+
 def test_pkd_across_tokenizers_and_widths_reads_each_side_and_trains_its_projection(tmp_path, tiny_sst2_dir):
     trainer, _, _ = cross_trainer(tmp_path, tiny_sst2_dir, student_width=48, method="pkd", max_steps=3,
                                   learning_rate=1e-3, save_strategy="no")

@@ -184,3 +184,11 @@ def test_attention_score_loss_skips_pairs_outside_a_sliding_window():
     assert got.item() == pytest.approx((0.5**2 + 1.0**2) / 4)
     masked_mean = losses.attention_score_loss(student, teacher, mask, masked_mean=True)
     assert masked_mean.item() == pytest.approx((0.5**2 + 1.0**2) / 4)
+
+
+def test_the_mean_of_no_rows_is_zero_not_nan():
+    # A batch without a labelled token (all -100) reaches the logit terms as empty rows, as `hard_label_loss`'s do.
+    empty = torch.zeros(0, 5)
+    for loss in (losses.kd_loss(empty, empty, 2.0), losses.soft_cross_entropy(empty, empty),
+                 losses.logit_mse_loss(empty, empty), losses.multi_label_kd_loss(empty, empty, 2.0)):
+        assert loss.item() == 0.0

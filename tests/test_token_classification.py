@@ -10,7 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import NO_DROPOUT, REPO_ROOT, make_tiny_bert_config, make_tiny_tokenizer, run_without_hf_distill
-from transformers import BertForTokenClassification, DataCollatorForTokenClassification
+from transformers import (
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    DataCollatorForTokenClassification,
+    EvalPrediction,
+)
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.data import (
@@ -20,6 +25,7 @@ from hf_distill.data import (
     read_conll_file,
     tokenize_dataset,
 )
+from hf_distill.data.loading import are_entity_tags
 from hf_distill.data.metrics import token_classification_metrics
 from hf_distill.data.tokenization import align_word_labels
 from hf_distill.teacher_cache import dataset_fingerprint
@@ -119,6 +125,28 @@ def test_token_files_and_dataset_folders_load_with_tag_names_or_ids(tmp_path):
     assert task.label_names == CONLL2003_TASK.label_names and raw["train"]["label"] == [[1, 0, 0], [0, 3]]
 
 
+def test_tags_seqeval_cannot_read_entities_from_report_token_accuracy_only(tmp_path):
+    assert are_entity_tags(("O", "B-PER", "I-PER")) and are_entity_tags(("B-LOC", "E-LOC", "S-PER", "O"))
+    assert not any(map(are_entity_tags, [("0", "1", "3"), ("NN", "VB", "O"), ("O",), ("B-PER", "PER")]))
+    rows = [{"tokens": ["he", "sold", "shares"], "ner_tags": [1, 0, 0]},
+            {"tokens": ["the", "market"], "ner_tags": [0, 3]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    raw, task = load_task_dataset(train_file=str(path), validation_file=str(path), text_columns=["tokens"],
+                                  label_column="ner_tags")
+    # Ids without names: seqeval would score every entity metric 0 on the tags "0", "1", "3".
+    assert task.label_names == ("0", "1", "3") and task.metric_names == ("accuracy",)
+    gold = np.array([[-100, 1, 0, 0, -100], [-100, 0, 2, -100, -100]])
+    logits = np.eye(3)[np.where(gold == -100, 0, gold)] * 5.0
+    logits[0, 3] = [0.0, 5.0, 0.0]  # one of the 5 labelled tokens wrong
+    assert build_compute_metrics(task)(EvalPrediction(logits, gold)) == {"accuracy": pytest.approx(4 / 5)}
+    # The same rows under IOB names keep the entity metrics.
+    named, named_task = load_task_dataset("conll2003", train_file=str(path), validation_file=str(path))
+    assert named_task.main_metric == "f1"
+    assert set(build_compute_metrics(named_task)(EvalPrediction(np.eye(9)[gold.clip(0)], gold))) == {
+        "f1", "precision", "recall", "accuracy"}
+
+
 def test_token_data_errors(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"tokens": ["he", "sold"], "ner_tags": ["B-PER"]}) + "\n")
@@ -216,6 +244,28 @@ def test_the_teacher_cache_stores_the_labelled_tokens_and_gives_the_online_loss(
     raw, task = load_task_dataset("conll2003", data_dir=conll_dir)
     every = tokenize_dataset(raw, make_tiny_tokenizer(), task, 32, label_all_tokens=True)["train"]
     assert dataset_fingerprint(every) != dataset_fingerprint(tokenized["train"])
+
+
+def test_a_batch_whose_labels_differ_from_the_cached_teacher_tokens_is_refused(tmp_path, conll_dir):
+    trainer, _ = trainer_for(tmp_path, conll_dir, method="kd", teacher_cache=str(tmp_path / "cache"))
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    trainer.compute_loss(trainer.model, dict(batch))
+    # A custom collator that unlabels a token after the cache rows were looked up: one prediction fewer.
+    labels = batch["labels"].clone()
+    labels[0, (labels[0] != -100).nonzero()[0]] = -100
+    with pytest.raises(ValueError, match=r"the batch's `labels` select other tokens than the teacher's outputs"):
+        trainer.compute_loss(trainer.model, {**batch, "labels": labels})
+
+
+def test_a_teacher_and_student_with_other_heads_or_problem_types_are_refused(tmp_path, conll_dir):
+    sequence_student = BertForSequenceClassification(make_tiny_bert_config(num_labels=9))
+    with pytest.raises(ValueError, match=r"one predicts per token, the other per row"):
+        trainer_for(tmp_path, conll_dir, student=sequence_student)
+    multi_label = make_tiny_bert_config(num_labels=3, problem_type="multi_label_classification")
+    with pytest.raises(ValueError, match=r"problem_type is 'multi_label_classification' but the student's"):
+        DistillationTrainer(model=BertForSequenceClassification(make_tiny_bert_config(num_labels=3)),
+                            teacher_model=BertForSequenceClassification(multi_label),
+                            args=DistillationConfig(output_dir=str(tmp_path / "ml"), report_to=[], use_cpu=True))
 
 
 # -- both scripts ---------------------------------------------------------------------------------------------------

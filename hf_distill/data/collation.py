@@ -12,15 +12,17 @@ __all__ = ["TwoTokenizerCollator"]
 
 class TwoTokenizerCollator:
     """Pads the teacher's inputs (`input_ids`, …) with `teacher_collator` and the student's (`student_input_ids`, …)
-    with `student_tokenizer`, each to its own longest row (or to `max_length` with `padding="max_length"`). A token
-    task's `teacher_collator` (`DataCollatorForTokenClassification`) pads each side's labels with -100 the same way
-    (`labels`, `student_labels`). The other columns (`idx`, flags, the cache row) come from the teacher side, once."""
+    with `student_tokenizer`, each to its own longest row (or, with `padding="max_length"`, to its `max_length`: the
+    student's to `student_max_length`, by default the teacher's). A token task's `teacher_collator`
+    (`DataCollatorForTokenClassification`) pads each side's labels with -100 the same way (`labels`,
+    `student_labels`). The other columns (`idx`, flags, the cache row) come from the teacher side, once."""
 
     def __init__(self, teacher_collator: DataCollatorWithPadding | DataCollatorForTokenClassification,
-                 student_tokenizer: PreTrainedTokenizerBase):
+                 student_tokenizer: PreTrainedTokenizerBase, student_max_length: int | None = None):
         self.teacher_collator = teacher_collator
         self.student_collator = type(teacher_collator)(
-            student_tokenizer, padding=teacher_collator.padding, max_length=teacher_collator.max_length
+            student_tokenizer, padding=teacher_collator.padding,
+            max_length=student_max_length or teacher_collator.max_length,
         )
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Label names come from the dataset's `ClassLabel` feature, else from the sorted t
 """
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from .task_spec import (
 )
 
 logger = logging.get_logger(__name__)
+
+ENTITY_TAG = re.compile(r"[BIES]-.+")
 
 __all__ = ["NAMED_TASKS", "get_task", "load_task_dataset"]
 
@@ -274,8 +277,24 @@ def _infer_custom_task(train: Dataset, text_columns: tuple[str, ...], where: str
                 "Use one kind: label names, or integer ids."
             )
         label_names = tuple(str(value) for value in sorted(values))
+    if task_type == TOKEN_CLASSIFICATION and not are_entity_tags(label_names):
+        # seqeval reads entities from the tags' B-/I-/E-/S- prefixes: on other tags (ids without names, POS tags)
+        # its precision/recall/F1 would all be 0, so only the token accuracy means anything.
+        metrics = ("accuracy",)
+        logger.warning(
+            f"The tags of {where} ({list(label_names)[:10]}) are not IOB entity tags (O, B-X, I-X, ...), so there "
+            "is no entity precision/recall/F1: the runs report token accuracy only. For NER, give the tags as "
+            "names (`B-PER`, ...) or as a ClassLabel column; for the Hub `conll2003` ids, pass `task_name conll2003`."
+        )
     logger.info(f"Custom {task_type} task: {len(label_names)} labels {list(label_names)} (label id = position).")
     return TaskSpec(CUSTOM_TASK_NAME, text_columns, label_names, metrics, task_type=task_type)
+
+
+def are_entity_tags(label_names: Sequence[str]) -> bool:
+    """True for a tag set seqeval can read entities from: `O` and prefixed tags (IOB1/IOB2/IOE/IOBES), at least one
+    of them an entity tag."""
+    entity_tags = [name for name in label_names if name != "O"]
+    return bool(entity_tags) and all(ENTITY_TAG.fullmatch(name) for name in entity_tags)
 
 
 def _labels_to_ids(batch: dict[str, list], task: TaskSpec, where: str) -> dict[str, list]:

@@ -71,21 +71,24 @@ def multi_label_metrics(logits: np.ndarray, references: np.ndarray) -> dict[str,
 
 
 def token_classification_metrics(
-    logits: np.ndarray, labels: np.ndarray, label_names: tuple[str, ...]
+    logits: np.ndarray, labels: np.ndarray, label_names: tuple[str, ...], entity_metrics: bool = True
 ) -> dict[str, float]:
-    """Entity-level `precision`/`recall`/`f1` (seqeval, conlleval's definition on IOB tags) and token `accuracy` of
-    `(n, L, C)` logits against `(n, L)` tag ids, over the positions whose label is not -100."""
+    """Entity-level `precision`/`recall`/`f1` (seqeval, conlleval's definition on IOB tags; with `entity_metrics`)
+    and token `accuracy` of `(n, L, C)` logits against `(n, L)` tag ids, over the positions whose label is not -100."""
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     predictions = logits.argmax(axis=-1)
     kept = labels != IGNORE_INDEX
+    accuracy = {"accuracy": float((predictions[kept] == labels[kept]).mean()) if kept.any() else 0.0}
+    if not entity_metrics:
+        return accuracy
     predicted_tags = [[label_names[i] for i in row[mask]] for row, mask in zip(predictions, kept, strict=True)]
     gold_tags = [[label_names[i] for i in row[mask]] for row, mask in zip(labels, kept, strict=True)]
     return {
         "f1": float(f1_score(gold_tags, predicted_tags, zero_division=0)),
         "precision": float(precision_score(gold_tags, predicted_tags, zero_division=0)),
         "recall": float(recall_score(gold_tags, predicted_tags, zero_division=0)),
-        "accuracy": float((predictions[kept] == labels[kept]).mean()) if kept.any() else 0.0,
+        **accuracy,
     }
 
 
@@ -173,7 +176,7 @@ def build_compute_metrics(task: TaskSpec) -> Callable[[EvalPrediction], dict[str
             logits = logits[0]
         logits, references = np.asarray(logits), np.asarray(eval_prediction.label_ids)
         if task.is_token_classification:
-            return token_classification_metrics(logits, references, task.label_names)
+            return token_classification_metrics(logits, references, task.label_names, "f1" in task.metric_names)
         if task.is_multi_label:
             return multi_label_metrics(logits, references)
         predictions = logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
